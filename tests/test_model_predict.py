@@ -1,0 +1,73 @@
+"""The one predict path: shapes, probabilities, abstention, margin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model.bundle import Bundle
+from model.predict import predict
+
+
+def test_predict_untrained_heads_run_and_abstain(tiny_bundle: Bundle) -> None:
+    preds = predict(tiny_bundle, ["jalan rusak parah", "ktp belum jadi"], top_k=2)
+    assert len(preds) == 2
+    for p in preds:
+        assert set(p.heads) == {"agency", "topic"}
+        assert all(len(r.top) == 2 and r.abstain for r in p.heads.values())
+
+
+def test_predict_scores_are_sorted_probabilities(tiny_bundle: Bundle) -> None:
+    with torch.no_grad():
+        tiny_bundle.heads.layers["topic"].weight.normal_(
+            0, 5, generator=torch.Generator().manual_seed(1)
+        )
+    p = predict(tiny_bundle, ["lampu mati di jalan"], top_k=10)[0].heads["topic"]
+    scores = [s.score for s in p.top]
+    assert len(scores) == 4, "top_k is capped at the number of labels"
+    assert scores == sorted(scores, reverse=True)
+    assert np.isclose(sum(scores), 1.0, atol=1e-5)
+    assert np.isclose(p.margin, scores[0] - scores[1])
+
+
+def test_predict_abstains_below_the_threshold(tiny_bundle: Bundle) -> None:
+    spec = tiny_bundle.head_specs["agency"]
+    spec.trained = True
+    top = predict(tiny_bundle, ["bantuan sosial"])[0].heads["agency"].top[0].score
+    spec.abstain_threshold = top + 1e-3
+    assert predict(tiny_bundle, ["bantuan sosial"])[0].heads["agency"].abstain
+    spec.abstain_threshold = top - 1e-3
+    assert not predict(tiny_bundle, ["bantuan sosial"])[0].heads["agency"].abstain
+
+
+def test_predict_temperature_flattens_probabilities(tiny_bundle: Bundle) -> None:
+    with torch.no_grad():
+        tiny_bundle.heads.layers["agency"].bias.copy_(torch.tensor([2.0, 0.0, -2.0]))
+    sharp = predict(tiny_bundle, ["x"])[0].heads["agency"].top[0].score
+    tiny_bundle.head_specs["agency"].temperature = 4.0
+    flat = predict(tiny_bundle, ["x"])[0].heads["agency"].top[0].score
+    assert flat < sharp
+
+
+def test_predict_order_and_batching_do_not_change_results(tiny_bundle: Bundle) -> None:
+    texts = ["a", "jalan rusak di kota surabaya dan tidak sudah", "ktp", "mohon segera pak bu"]
+    one = [p.to_dict() for p in predict(tiny_bundle, texts, batch_size=1)]
+    many = [p.to_dict() for p in predict(tiny_bundle, texts, batch_size=3)]
+    for a, b in zip(one, many, strict=True):
+        for head in a["heads"]:
+            sa = [s["score"] for s in a["heads"][head]["top"]]
+            sb = [s["score"] for s in b["heads"][head]["top"]]
+            assert np.allclose(sa, sb, atol=1e-5)
+
+
+def test_predict_normalises_text_like_training(tiny_bundle: Bundle) -> None:
+    messy = predict(tiny_bundle, ["  jalan\u200b rusak\n\n di   kota "], with_embeddings=True)[0]
+    clean = predict(tiny_bundle, ["jalan rusak di kota"], with_embeddings=True)[0]
+    assert messy.embedding is not None and clean.embedding is not None
+    assert np.allclose(messy.embedding, clean.embedding, atol=1e-6)
+
+
+def test_predict_rejects_top_k_zero(tiny_bundle: Bundle) -> None:
+    with pytest.raises(ValueError, match="top_k"):
+        predict(tiny_bundle, ["x"], top_k=0)
