@@ -79,7 +79,7 @@ def nmt_nfkc_charsmap() -> bytes:
         hard_vocab_limit=False,
         minloglevel=2,
     )
-    proto = pb.ModelProto()
+    proto = pb.ModelProto()  # type: ignore[attr-defined]
     proto.ParseFromString(buf.getvalue())
     charsmap = bytes(proto.normalizer_spec.precompiled_charsmap)
     if not charsmap:
@@ -138,8 +138,8 @@ def _write_hf_folder(out: Path, source: Path) -> None:
         bos_token_id=m.bos,
         eos_token_id=m.eos,
         architectures=["BertModel"],
-        tokenizer_class="XLMRobertaTokenizer",
     )
+    config.tokenizer_class = "XLMRobertaTokenizer"  # as in the official e5 config
     config.save_pretrained(out)
     sd = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in bert_state_dict(m).items()}
     # e5 has no pooler; BertModel (and BertForSequenceClassification) expect one.

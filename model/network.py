@@ -21,7 +21,7 @@ from torch import nn
 class TextEncoder(nn.Module):
     """A transformers encoder + tokenizer with e5's prompt, mean pooling and L2 norm."""
 
-    def __init__(self, bert: nn.Module, tokenizer: Any, prompt: str, max_length: int) -> None:
+    def __init__(self, bert: Any, tokenizer: Any, prompt: str, max_length: int) -> None:
         super().__init__()
         self.bert = bert
         self.tokenizer = tokenizer
@@ -35,7 +35,9 @@ class TextEncoder(nn.Module):
         from transformers.utils import logging as hf_logging
 
         verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # load reports go to our own logs, not stdout
+        # Load reports and progress bars would clutter CLI output and server logs.
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         try:
             bert = AutoModel.from_pretrained(
                 str(folder), local_files_only=True, add_pooling_layer=False
@@ -43,6 +45,7 @@ class TextEncoder(nn.Module):
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         finally:
             hf_logging.set_verbosity(verbosity)
+            hf_logging.enable_progress_bar()
         bert.eval()
         return cls(bert, tokenizer, prompt, max_length)
 
