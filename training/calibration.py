@@ -1,0 +1,61 @@
+"""Turning head scores into trustworthy decisions: temperature and abstain threshold.
+
+Both are fitted on dev data (never on training data, where the model is
+overconfident) and stored per head in the bundle, so `predict` applies them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> float:
+    """The softmax temperature minimising dev negative log-likelihood (Guo et al., 2017).
+
+    Args:
+        logits: [n, k] raw head outputs on dev rows.
+        labels: [n] gold label indices.
+    Returns:
+        T > 0; probabilities are softmax(logits / T). 1.0 when there is no dev data.
+    """
+    if len(labels) == 0:
+        return 1.0
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    # Bounded so one odd dev set cannot make a head absurdly sharp or flat.
+    return float(np.clip(log_t.exp().item(), 0.05, 20.0))
+
+
+def abstain_threshold(
+    top_prob: np.ndarray, correct: np.ndarray, target_precision: float
+) -> float | None:
+    """The lowest confidence cut whose accepted dev rows reach `target_precision`.
+
+    Rows with top probability >= the cut are answered, the rest go to a human.
+    Returns None when there is no dev data; 1.0 (+epsilon, i.e. always abstain)
+    when no cut reaches the target.
+    """
+    if len(top_prob) == 0:
+        return None
+    order = np.argsort(-top_prob, kind="stable")
+    probs = top_prob[order]
+    hits = np.cumsum(correct[order].astype(np.float64))
+    precision = hits / np.arange(1, len(probs) + 1)
+    # Accept the largest prefix (by confidence) whose precision meets the target,
+    # cutting only between distinct probabilities so equal scores get one decision.
+    ok = np.flatnonzero(precision >= target_precision)
+    for i in ok[::-1]:
+        if i + 1 == len(probs) or probs[i + 1] < probs[i]:
+            return float(probs[i])
+    return float(np.nextafter(1.0, 2.0))

@@ -1,0 +1,27 @@
+"""The demo bundle: heads trained on the project's own made-up sample complaints.
+
+`make serve` builds it when no bundle exists, so a fresh clone has a working
+model without the shared data. It is a demo: a few hundred invented complaints
+say nothing about accuracy on real ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import data
+from data.load import load_complaints
+from model.bundle import Bundle
+from training.heads import HeadTrainConfig, split_data, train_heads
+
+SAMPLE_DATA = Path(data.__file__).resolve().parent / "samples" / "complaints.jsonl"
+
+
+def build_demo_bundle(out: str | Path, *, seed: int = 0) -> Bundle:
+    """Train agency and topic heads on the sample complaints and save the bundle to `out`."""
+    config = HeadTrainConfig(labels=["agency", "topic"], split="random", seed=seed)
+    complaints = load_complaints(SAMPLE_DATA, label_columns=config.labels)
+    train, dev = split_data(complaints, config)
+    bundle = train_heads(train, dev, config, name="demo")
+    bundle.save(out, overwrite=True)
+    return bundle
