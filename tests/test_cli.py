@@ -1,0 +1,126 @@
+"""The `aduan` command line, run in-process through `cli.main.run`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import model.encoder
+from cli.main import run
+from model.bundle import Bundle
+
+
+@pytest.fixture
+def bundle_dir(tiny_bundle: Bundle, tmp_path: Path) -> Path:
+    return tiny_bundle.save(tmp_path / "bundle")
+
+
+@pytest.fixture
+def complaints(tmp_path: Path) -> Path:
+    rows = [
+        {"id": "a1", "text": "Lampu PJU di jalan kami mati sdh 2 minggu", "agency": "Dishub"},
+        {"id": "a2", "text": "   ", "agency": "Dishub"},
+        {"id": "a3", "text": "KTP blm jadi, hub 0812-3456-7890", "agency": "Dispendukcapil"},
+    ]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path
+
+
+def test_cli_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("train", "predict", "encoder", "bundle", "data"):
+        assert command in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train"],
+        ["predict"],
+        ["encoder", "prepare"],
+        ["encoder", "verify"],
+        ["bundle", "init"],
+        ["bundle", "info"],
+        ["bundle", "verify"],
+        ["bundle", "demo"],
+        ["data", "list"],
+        ["data", "info"],
+    ],
+)
+def test_cli_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture) -> None:
+    assert run([*command, "--help"]) == 0
+    assert "Usage: aduan " + " ".join(command) in capsys.readouterr().out
+
+
+def test_cli_predict_writes_one_line_per_row(
+    bundle_dir: Path, complaints: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "pred.jsonl"
+    code = run(
+        ["predict", "--model", str(bundle_dir), "--data", str(complaints), "--out", str(out)]
+    )
+    assert code == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["id"] for line in lines] == ["a1", "a3"]
+    heads = lines[0]["heads"]
+    assert set(heads) == {"agency", "topic"}
+    assert len(heads["agency"]["top"]) == 3 and heads["agency"]["abstain"] is True
+    assert set(heads["agency"]["top"][0]) == {"label", "score"}
+    assert "skipped 1 row(s) with empty text" in capsys.readouterr().err
+
+
+def test_cli_predict_top_k(bundle_dir: Path, complaints: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.jsonl"
+    argv = ["predict", "--model", str(bundle_dir), "--data", str(complaints), "--out", str(out)]
+    assert run([*argv, "--top-k", "1"]) == 0
+    assert all(
+        len(h["top"]) == 1 for h in json.loads(out.read_text().splitlines()[0])["heads"].values()
+    )
+    assert run([*argv, "--top-k", "0"]) == 2
+
+
+def test_cli_bad_input_is_one_line_naming_the_file(
+    bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "1", "text": "ok"}\n{"id": "2", "text": "NIK 3578011234567890\n')
+    out = tmp_path / "never.jsonl"
+    code = run(["predict", "--model", str(bundle_dir), "--data", str(bad), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "bad.jsonl" in err and "line 2" in err
+    assert "Traceback" not in err and "3578011234567890" not in err
+    assert not out.exists(), "no partial output on failure"
+
+
+def test_cli_damaged_bundle_is_a_clear_error(
+    bundle_dir: Path, complaints: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (bundle_dir / "bundle.json").write_text("{")
+    argv = ["predict", "--model", str(bundle_dir), "--data", str(complaints), "--out", "x"]
+    assert run(argv) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_cli_bundle_init_info_and_verify(
+    tiny_encoder_dir: Path,
+    complaints: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(model.encoder, "ensure_encoder", lambda: tiny_encoder_dir)
+    out = tmp_path / "untrained"
+    init = ["bundle", "init", "--out", str(out), "--data", str(complaints), "--label", "agency"]
+    assert run(init) == 0
+    assert Bundle.load(out).head_specs["agency"].labels == ["Dishub", "Dispendukcapil"]
+    capsys.readouterr()
+    assert run(["bundle", "info", "--model", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["untrained_heads"] == ["agency"] and "files" not in info
+    assert run(["bundle", "verify", "--model", str(out)]) == 0
+    assert run(init) == 2, "an existing bundle is not overwritten without --overwrite"

