@@ -168,7 +168,8 @@ def save_sentence_transformer(hf_dir: str | Path, out_dir: str | Path) -> None:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
-    transformer = Transformer(str(hf_dir), max_seq_length=MAX_SEQ_LENGTH)
+    positions = json.loads((Path(hf_dir) / "config.json").read_text())["max_position_embeddings"]
+    transformer = Transformer(str(hf_dir), max_seq_length=min(MAX_SEQ_LENGTH, positions))
     pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
     st = SentenceTransformer(
         modules=[transformer, pooling, Normalize()], prompts=dict(PROMPTS), device="cpu"

@@ -66,6 +66,24 @@ def head_probabilities(bundle: Bundle, embeddings: torch.Tensor) -> dict[str, np
     return out
 
 
+def predict_proba(
+    bundle: Bundle, texts: Sequence[str], *, batch_size: int = 32
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """L2-normalised embeddings [n, dim] and calibrated probabilities per head [n, k]."""
+    embeddings = bundle.encoder.embed(preprocess(bundle, texts), batch_size=batch_size)
+    return embeddings, head_probabilities(bundle, torch.from_numpy(embeddings))
+
+
+def abstains(bundle: Bundle, head: str, top_prob: np.ndarray) -> np.ndarray:
+    """Whether the head abstains for each top probability (always, if never trained)."""
+    spec = bundle.head_specs[head]
+    if not spec.trained:
+        return np.ones(len(top_prob), dtype=bool)
+    if spec.abstain_threshold is None:
+        return np.zeros(len(top_prob), dtype=bool)
+    return top_prob < spec.abstain_threshold
+
+
 def predict(
     bundle: Bundle,
     texts: Sequence[str],
@@ -85,20 +103,17 @@ def predict(
     """
     if top_k < 1:
         raise ValueError("top_k must be at least 1")
-    clean = preprocess(bundle, texts)
-    embeddings = bundle.encoder.embed(clean, batch_size=batch_size)
-    probs = head_probabilities(bundle, torch.from_numpy(embeddings))
-    results: list[dict[str, HeadResult]] = [{} for _ in clean]
+    embeddings, probs = predict_proba(bundle, texts, batch_size=batch_size)
+    results: list[dict[str, HeadResult]] = [{} for _ in texts]
     for name, p in probs.items():
-        spec = bundle.head_specs[name]
-        k = min(top_k, p.shape[1])
-        order = np.argsort(-p, axis=1, kind="stable")[:, : max(k, 2)]
+        labels = bundle.head_specs[name].labels
+        order = np.argsort(-p, axis=1, kind="stable")[:, : max(top_k, 2)]
+        top1 = p[np.arange(len(p)), order[:, 0]]
+        top2 = p[np.arange(len(p)), order[:, 1]] if p.shape[1] > 1 else np.zeros(len(p))
+        abstain = abstains(bundle, name, top1)
         for i, row in enumerate(order):
-            top = [LabelScore(spec.labels[j], float(p[i, j])) for j in row[:k]]
-            second = float(p[i, row[1]]) if len(row) > 1 else 0.0
-            threshold = spec.abstain_threshold
-            abstain = (not spec.trained) or (threshold is not None and top[0].score < threshold)
-            results[i][name] = HeadResult(top, abstain, top[0].score - second)
+            top = [LabelScore(labels[j], float(p[i, j])) for j in row[:top_k]]
+            results[i][name] = HeadResult(top, bool(abstain[i]), float(top1[i] - top2[i]))
     return [
         Prediction(heads=r, embedding=embeddings[i] if with_embeddings else None)
         for i, r in enumerate(results)
