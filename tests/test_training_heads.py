@@ -10,29 +10,8 @@ import pytest
 from data.load import load_complaints
 from model.bundle import Bundle
 from model.predict import predict
+from tests.tiny import write_keyword_complaints as write_rows
 from training.heads import HeadTrainConfig, split_data, train_heads
-
-# Invented complaints whose topic is told by its words; the tiny encoder is random,
-# so the head must learn the mapping from the embeddings alone.
-KEYWORDS = {
-    "Jalan Rusak": ("jalan rusak", "Dinas PU"),
-    "Penerangan Jalan Umum": ("lampu mati", "Dinas Perhubungan"),
-    "Banjir": ("banjir air", "Dinas PU"),
-    "Administrasi Kependudukan": ("ktp kk", "Dispendukcapil"),
-}
-FILLERS = ["mohon segera", "tolong pak", "di kelurahan", "warga kota surabaya", "sudah lama"]
-
-
-def write_rows(path: Path, n_per_topic: int = 18) -> Path:
-    rows = []
-    for t, (topic, (words, agency)) in enumerate(KEYWORDS.items()):
-        for i in range(n_per_topic):
-            filler = FILLERS[i % len(FILLERS)]
-            text = f"{filler} {words} {FILLERS[(i + t) % len(FILLERS)]}"
-            rows.append({"id": f"t{t}-{i}", "text": text, "topic": topic, "agency": agency})
-    rows.append({"id": "rare-1", "text": "parkir liar", "topic": "Parkir", "agency": "Dishub"})
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def test_training_heads_learn_and_calibrate(tiny_encoder_dir: Path, tmp_path: Path) -> None:

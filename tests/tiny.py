@@ -7,6 +7,7 @@ code. Its vocabulary covers a handful of Indonesian complaint words.
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -76,4 +77,28 @@ def write_tiny_e5s1(path: Path, seed: int = 0) -> Path:
         directory += struct.pack("<IQQ", t.size, offset, len(payload))
         offset += len(payload)
     path.write_bytes(head + directory + b"".join(payloads))
+    return path
+
+
+# Invented complaints whose topic is told by its words; the tiny encoder is random,
+# so the head must learn the mapping from the embeddings alone.
+KEYWORDS = {
+    "Jalan Rusak": ("jalan rusak", "Dinas PU"),
+    "Penerangan Jalan Umum": ("lampu mati", "Dinas Perhubungan"),
+    "Banjir": ("banjir air", "Dinas PU"),
+    "Administrasi Kependudukan": ("ktp kk", "Dispendukcapil"),
+}
+FILLERS = ["mohon segera", "tolong pak", "di kelurahan", "warga kota surabaya", "sudah lama"]
+
+
+def write_keyword_complaints(path: Path, n_per_topic: int = 18) -> Path:
+    """Invented complaints whose topic and agency are told by keywords, plus one rare label."""
+    rows = []
+    for t, (topic, (words, agency)) in enumerate(KEYWORDS.items()):
+        for i in range(n_per_topic):
+            filler = FILLERS[i % len(FILLERS)]
+            text = f"{filler} {words} {FILLERS[(i + t) % len(FILLERS)]}"
+            rows.append({"id": f"t{t}-{i}", "text": text, "topic": topic, "agency": agency})
+    rows.append({"id": "rare-1", "text": "parkir liar", "topic": "Parkir", "agency": "Dishub"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

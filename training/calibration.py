@@ -6,8 +6,13 @@ overconfident) and stored per head in the bundle, so `predict` applies them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
+
+from model.bundle import Bundle
+from training.metrics import head_metrics
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> float:
@@ -59,3 +64,36 @@ def abstain_threshold(
         if i + 1 == len(probs) or probs[i + 1] < probs[i]:
             return float(probs[i])
     return float(np.nextafter(1.0, 2.0))
+
+
+def calibrate_heads(
+    bundle: Bundle,
+    logits: dict[str, np.ndarray],
+    gold: dict[str, np.ndarray],
+    labelled: dict[str, np.ndarray],
+    target_precision: float,
+) -> dict[str, dict[str, Any]]:
+    """Fit each head's temperature and abstain threshold on dev; return its dev metrics.
+
+    Args:
+        logits: per head, [n, k] dev logits.
+        gold: per head, [n] label index, -1 where the row's label is not one the head knows.
+        labelled: per head, [n] True where the row has a label at all.
+    Temperature is fitted on rows with a known label; the threshold and the
+    metrics count every labelled row, so a label the head never learned counts
+    as an error, as it will in production.
+    """
+    metrics = {}
+    for h, spec in bundle.head_specs.items():
+        y, z = gold[h], logits[h]
+        known = y >= 0
+        spec.temperature = fit_temperature(z[known], y[known])
+        p = torch.softmax(torch.from_numpy(z).double() / spec.temperature, dim=1).numpy()
+        p, y = p[labelled[h]], y[labelled[h]]
+        spec.abstain_threshold = abstain_threshold(
+            p.max(axis=1), p.argmax(axis=1) == y, target_precision
+        )
+        spec.trained = True
+        spec.metrics = head_metrics(p, y)
+        metrics[h] = spec.metrics
+    return metrics

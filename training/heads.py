@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -22,9 +22,8 @@ from data.load import Complaints
 from data.splits import random_split, time_split
 from model.bundle import Bundle, EncoderSpec
 from model.encoder import ensure_encoder
-from model.predict import head_probabilities, preprocess
-from training.calibration import abstain_threshold, fit_temperature
-from training.metrics import head_metrics
+from model.predict import preprocess
+from training.calibration import calibrate_heads
 
 log = logging.getLogger("aduan.training")
 
@@ -47,7 +46,15 @@ class HeadTrainConfig:
     target_precision: float = 0.95  # the abstain threshold aims at this precision on dev
 
 
-def split_data(data: Complaints, config: HeadTrainConfig) -> tuple[Complaints, Complaints]:
+class SplitSettings(Protocol):
+    labels: list[str]
+    split: str
+    dev_fraction: float
+    seed: int
+
+
+def split_data(data: Complaints, config: SplitSettings) -> tuple[Complaints, Complaints]:
+    """The train/dev split a training config asks for (stratified by its first label)."""
     if config.split == "time":
         return time_split(data, dev_fraction=config.dev_fraction)
     if config.split == "random":
@@ -104,29 +111,20 @@ def train_heads(
     x_dev = torch.from_numpy(
         bundle.encoder.embed(preprocess(bundle, dev.texts()), batch_size=config.batch_size)
     )
-    dev_metrics: dict[str, Any] = {}
+    logits, gold, labelled = {}, {}, {}
     for head in config.labels:
         spec = bundle.head_specs[head]
         y_train = _indices(train.labels(head), spec.labels)
-        y_dev = _indices(dev.labels(head), spec.labels)
+        gold[head] = _indices(dev.labels(head), spec.labels)
+        labelled[head] = np.array([v is not None for v in dev.labels(head)])
         layer = bundle.heads.layers[head]
-        _fit_linear(layer, x_train, y_train, x_dev, y_dev, config)
+        assert isinstance(layer, torch.nn.Linear)
+        _fit_linear(layer, x_train, y_train, x_dev, gold[head], config)
         with torch.inference_mode():
-            dev_logits = layer(x_dev).numpy()
-        known = y_dev >= 0
-        spec.temperature = fit_temperature(dev_logits[known], y_dev[known])
-        spec.trained = True
+            logits[head] = layer(x_dev).numpy()
         spec.min_count = config.min_count
         spec.rare_labels = rare_sets[head]
-        labelled = np.array([v is not None for v in dev.labels(head)])
-        probs = head_probabilities(bundle, x_dev)[head][labelled]
-        gold = y_dev[labelled]
-        spec.abstain_threshold = abstain_threshold(
-            probs.max(axis=1), probs.argmax(axis=1) == gold, config.target_precision
-        )
-        spec.metrics = head_metrics(probs, gold)
-        dev_metrics[head] = spec.metrics
-        log.info("head %s: dev %s", head, spec.metrics)
+    dev_metrics = calibrate_heads(bundle, logits, gold, labelled, config.target_precision)
     bundle.training = {
         "method": "frozen-encoder linear heads",
         "config": asdict(config),
