@@ -297,38 +297,155 @@ def train(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Bundle directory to write.")],
     label: Annotated[
-        list[str], typer.Option("--label", help="Label column; repeat for one head each.")
-    ],
-    split: Annotated[str, typer.Option(help="Dev split: 'random' (stratified) or 'time'.")] = (
-        "random"
-    ),
-    dev_fraction: Annotated[float, typer.Option(help="Share of rows held out for dev.")] = 0.2,
-    seed: Annotated[int, typer.Option(help="Random seed (split and heads).")] = 0,
-    min_count: Annotated[int, typer.Option(help="Labels rarer than this are set aside.")] = 2,
+        list[str] | None,
+        typer.Option(
+            "--label", help="Label column; repeat for one head each (default: agency, topic)."
+        ),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="JSON file of TrainConfig fields; options below override."),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Passes over the training rows (default: 3).")
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", help="Stop after this many steps.")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Training batch size (default: 32).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Encoder learning rate (default: 1e-4).")] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Max tokens (default: 95th percentile of the data, <= 256).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed: split, init, batch order (default: 0).")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Dev rows: 'time' (latest) or 'random' (default: time).")
+    ] = None,
+    dev_fraction: Annotated[
+        float | None, typer.Option(help="Share held out as dev (default: 0.15).")
+    ] = None,
+    min_count: Annotated[
+        int | None, typer.Option(help="Labels with fewer training rows are set aside (default: 2).")
+    ] = None,
+    start_from: Annotated[
+        Path | None, typer.Option("--from", help="Continue from this bundle.")
+    ] = None,
+    frozen_encoder: Annotated[
+        bool, typer.Option(help="Train only the heads on the frozen encoder (fast baseline).")
+    ] = False,
     data_split: Annotated[
-        str | None, typer.Option("--data-split", help="Split of a multi-split source.")
+        str | None,
+        typer.Option("--data-split", help="Split of a multi-split source (default: train)."),
+    ] = None,
+    dev_data: Annotated[
+        str | None,
+        typer.Option("--dev-data", help="Use this source as dev instead of splitting --data."),
+    ] = None,
+    dev_split: Annotated[
+        str | None, typer.Option("--dev-split", help="Split of a multi-split --dev-data.")
     ] = None,
     text_column: TextColOpt = None,
     threads: ThreadsOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
 ) -> None:
-    """Train one head per --label on the frozen encoder, calibrate on dev, save a bundle."""
-    from data.load import load_complaints
-    from training.heads import HeadTrainConfig, split_data, train_heads
+    """Fine-tune the encoder with one head per --label, calibrate on dev, save a bundle.
+
+    Options not given come from --config, then from the TrainConfig defaults
+    (shown as "default"). The dev split selects the best epoch and fits each
+    head's temperature and abstain threshold.
+    """
+    from dataclasses import replace
+
+    from training.evaluate import load_training_data
+    from training.finetune import TrainConfig
+    from training.finetune import train as finetune
+    from training.heads import HeadTrainConfig, train_heads
 
     _set_threads(threads)
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists (use --overwrite to replace it)")
-    if split not in ("random", "time"):
-        raise UserError(f"--split must be 'random' or 'time', not {split!r}")
-    config = HeadTrainConfig(
-        labels=list(label), split=split, dev_fraction=dev_fraction, seed=seed, min_count=min_count
-    )
-    c = load_complaints(data, split=data_split, text_column=text_column, label_columns=label)
-    train_set, dev_set = split_data(c, config)
-    bundle = train_heads(train_set, dev_set, config)
+    try:
+        config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    given = {
+        "labels": label, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size,
+        "lr": lr, "max_length": max_length, "seed": seed, "split": split,
+        "dev_fraction": dev_fraction, "min_count": min_count,
+    }  # fmt: skip
+    config = replace(config, **{k: v for k, v in given.items() if v is not None})
+    if config.split not in ("random", "time"):
+        raise UserError(f"--split must be 'random' or 'time', not {config.split!r}")
+    load = {"source": str(data), "split": data_split, "text_column": text_column,
+            "dev_source": dev_data, "dev_split": dev_split}  # fmt: skip
+    train_set, dev_set = load_training_data(load, config)
+    typer.echo(f"training on {len(train_set)} rows, dev {len(dev_set)} rows ({config.split})")
+    if frozen_encoder:
+        heads_config = HeadTrainConfig(
+            labels=config.labels, split=config.split, dev_fraction=config.dev_fraction,
+            seed=config.seed, min_count=config.min_count, prompt=config.prompt,
+            target_precision=config.target_precision,
+        )  # fmt: skip
+        bundle = train_heads(train_set, dev_set, heads_config)
+    else:
+        bundle = finetune(train_set, dev_set, config, start_from=start_from)
+    # How the rows were read, so `aduan evaluate --baseline` can train its peer on them.
+    bundle.training["data"]["load"] = load
     bundle.save(out, overwrite=overwrite)
     _echo_json({"bundle": str(out), "version": bundle.version, "dev": bundle.metrics["dev"]})
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Annotated[Path, typer.Option("--model", help="Bundle directory.")],
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Folder for metrics.json, report.md, plots.")],
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Also train and score a peer on the bundle's training rows: 'tfidf'."),
+    ] = None,
+    split: SplitOpt = None,
+    text_column: TextColOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Encoder batch size.")] = 64,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Score a bundle on labelled data through its predict path; write a report.
+
+    Per head: accuracy, top-3, macro and weighted F1, macro-F1 over frequent
+    labels, ECE, precision at 80% coverage, coverage at 95% precision, abstention,
+    a per-label table and the most confident mistakes (redacted snippets).
+    """
+    from data.load import load_complaints
+    from model.bundle import Bundle
+    from training.evaluate import evaluate, write_outputs
+
+    _set_threads(threads)
+    if baseline not in (None, "tfidf"):
+        raise UserError(f"--baseline must be 'tfidf', not {baseline!r}")
+    bundle = Bundle.load(model)
+    c = load_complaints(
+        data, split=split, text_column=text_column, label_columns=list(bundle.head_specs)
+    )
+    result = write_outputs(
+        evaluate(bundle, c, baseline=baseline is not None, batch_size=batch_size), out
+    )
+    summary = json.loads((result / "metrics.json").read_text(encoding="utf-8"))
+    table = {
+        h: {
+            system: {k: e[system].get(k) for k in ("accuracy", "top3_accuracy", "macro_f1", "ece")}
+            for system in ("aduan", "baseline")
+            if system in e
+        }
+        for h, e in summary["heads"].items()
+    }
+    _echo_json({"report": str(result / "report.md"), "heads": table})
 
 
 # ---------------------------------------------------------------------------- predict

@@ -1,0 +1,88 @@
+"""`aduan evaluate`: metrics through the predict path, the TF-IDF peer, report and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import model.encoder
+from cli.main import run
+from training.evaluate import Scored, coverage_at_precision, precision_at_coverage, score_head
+
+
+def test_evaluate_coverage_metrics_on_known_case() -> None:
+    conf = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    correct = np.array([True, True, False, True, False])
+    assert precision_at_coverage(conf, correct, 0.4) == 1.0
+    assert precision_at_coverage(conf, correct, 0.8) == 0.75
+    assert coverage_at_precision(conf, correct, 0.95) == 0.4
+    assert coverage_at_precision(conf, correct, 0.7) == 0.8
+    assert coverage_at_precision(conf, ~correct.astype(bool) & False, 0.5) == 0.0
+
+
+def test_evaluate_score_head_counts_unknown_labels_as_errors() -> None:
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    scored = Scored(["A", "B"], probs, abstain=np.array([False, False, True]))
+    m = score_head(scored, ["A", "B", "C"], {"A": 25, "B": 3}, ["t1", "t2", "t3 0812-3456-7890"],
+                   ["1", "2", "3"])  # fmt: skip
+    assert m["accuracy"] == pytest.approx(2 / 3)
+    # A: 1 right, 1 wrongly predicted for C -> precision 1/2, recall 1, F1 2/3
+    assert m["macro_f1_frequent"] == pytest.approx(2 / 3) and m["n_frequent_labels"] == 1
+    assert m["abstain_rate"] == pytest.approx(1 / 3) and m["precision_when_answering"] == 1.0
+    assert {r["label"] for r in m["per_label"]} == {"A", "B", "C"}
+    assert m["misclassified"][0]["id"] == "3"
+    assert "0812" not in m["misclassified"][0]["snippet"], "snippets are redacted"
+
+
+def test_evaluate_cli_end_to_end_with_baseline(
+    tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from tests.tiny import write_keyword_complaints
+
+    monkeypatch.setattr(model.encoder, "ensure_encoder", lambda: tiny_encoder_dir)
+    data = write_keyword_complaints(tmp_path / "d.jsonl")
+    bundle = tmp_path / "b"
+    train = ["train", "--data", str(data), "--out", str(bundle), "--label", "topic",
+             "--label", "agency", "--split", "random", "--dev-fraction", "0.25",
+             "--epochs", "2", "--batch-size", "8"]  # fmt: skip
+    assert run(train) == 0
+    capsys.readouterr()
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--model", str(bundle), "--data", str(data), "--out", str(out)]
+    assert run([*argv, "--baseline", "tfidf"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary["heads"]["topic"]) == {"aduan", "baseline"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    topic = metrics["heads"]["topic"]
+    for system in ("aduan", "baseline"):
+        for key in ("accuracy", "top3_accuracy", "macro_f1", "weighted_f1", "ece",
+                    "precision_at_80_coverage", "coverage_at_95_precision"):  # fmt: skip
+            assert isinstance(topic[system][key], float), (system, key)
+        assert topic[system]["per_label"]
+    assert topic["baseline"]["accuracy"] > 0.9, "the peer learns the keywords"
+    assert "abstain_rate" in topic["aduan"]
+    for name in ("topic-reliability.png", "topic-coverage.png", "topic-confusion.png", "report.md"):
+        assert (out / name).stat().st_size > 0
+    report = (out / "report.md").read_text()
+    assert "| accuracy |" in report and "tfidf+linearsvc" in report
+
+
+def test_evaluate_baseline_refuses_changed_training_data(
+    tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from tests.tiny import write_keyword_complaints
+
+    monkeypatch.setattr(model.encoder, "ensure_encoder", lambda: tiny_encoder_dir)
+    data = write_keyword_complaints(tmp_path / "d.jsonl")
+    bundle = tmp_path / "b"
+    assert run(["train", "--data", str(data), "--out", str(bundle), "--label", "topic",
+                "--split", "random", "--max-steps", "1", "--frozen-encoder"]) == 0  # fmt: skip
+    write_keyword_complaints(data, n_per_topic=10)  # the file changes after training
+    argv = ["evaluate", "--model", str(bundle), "--data", str(data), "--out", str(tmp_path / "e")]
+    assert run([*argv, "--baseline", "tfidf"]) == 2
+    assert "fingerprint mismatch" in capsys.readouterr().err
