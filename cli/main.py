@@ -360,10 +360,10 @@ def train(
     """
     from dataclasses import replace
 
-    from training.evaluate import load_training_data
     from training.finetune import TrainConfig
     from training.finetune import train as finetune
     from training.heads import HeadTrainConfig, train_heads
+    from training.splits import load_training_data
 
     _set_threads(threads)
     if out.exists() and not overwrite:
@@ -382,8 +382,11 @@ def train(
         raise UserError(f"--split must be 'random' or 'time', not {config.split!r}")
     load = {"source": str(data), "split": data_split, "text_column": text_column,
             "dev_source": dev_data, "dev_split": dev_split}  # fmt: skip
+    if frozen_encoder and start_from:
+        raise UserError("--from continues fine-tuning; it cannot be combined with --frozen-encoder")
     train_set, dev_set = load_training_data(load, config)
-    typer.echo(f"training on {len(train_set)} rows, dev {len(dev_set)} rows ({config.split})")
+    how = f"from {dev_data}" if dev_data else f"{config.split} split"
+    typer.echo(f"training on {len(train_set)} rows, dev {len(dev_set)} rows ({how})")
     if frozen_encoder:
         heads_config = HeadTrainConfig(
             labels=config.labels, split=config.split, dev_fraction=config.dev_fraction,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cli.main import run
@@ -56,3 +57,29 @@ def test_real_encoder_predict_on_shared_surabaya(
     assert lines[0]["id"] == rows.ids()[0]
     assert set(lines[0]["heads"]) == {"agency", "topic"}
     assert all(h["abstain"] for line in lines for h in line["heads"].values())
+
+
+@pytest.mark.shared_data
+def test_real_encoder_short_finetune_learns_surabaya_agencies() -> None:
+    """A few dozen steps on a few hundred real complaints beat the majority class by far."""
+    skip_without_shared("surabaya-2022")
+    from collections import Counter
+
+    from data.load import load_complaints
+    from training.finetune import TrainConfig, train
+    from training.splits import split_data
+
+    data = load_complaints("surabaya-2022", label_columns=["agency"], limit=3000)
+    top = [a for a, _ in Counter(v for v in data.labels("agency") if v).most_common(5)]
+    keep = [i for i, a in enumerate(data.labels("agency")) if a in top]
+    rng = np.random.default_rng(0)
+    subset = data.select(sorted(rng.choice(keep, size=400, replace=False).tolist()))
+    config = TrainConfig(
+        labels=["agency"], split="random", dev_fraction=0.25, epochs=2, batch_size=16,
+        lr=1e-4, head_lr=5e-3, max_length_cap=96,
+    )  # fmt: skip
+    bundle = train(*split_data(subset, config), config, progress=False)
+    dev_counts = bundle.training["data"]["dev"]["label_counts"]["agency"]
+    majority = max(dev_counts.values()) / sum(dev_counts.values())
+    accuracy = bundle.metrics["dev"]["agency"]["accuracy"]
+    assert accuracy >= majority + 0.2, (accuracy, majority)

@@ -13,7 +13,7 @@ from data.load import load_complaints
 from model.bundle import Bundle
 from tests.tiny import write_keyword_complaints
 from training.finetune import TrainConfig, length_bucketed_batches, train
-from training.heads import split_data
+from training.splits import split_data
 
 
 def _config(**kw: object) -> TrainConfig:

@@ -11,7 +11,8 @@ from data.load import load_complaints
 from model.bundle import Bundle
 from model.predict import predict
 from tests.tiny import write_keyword_complaints as write_rows
-from training.heads import HeadTrainConfig, split_data, train_heads
+from training.heads import HeadTrainConfig, train_heads
+from training.splits import split_data
 
 
 def test_training_heads_learn_and_calibrate(tiny_encoder_dir: Path, tmp_path: Path) -> None:

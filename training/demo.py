@@ -12,7 +12,8 @@ from pathlib import Path
 import data
 from data.load import load_complaints
 from model.bundle import Bundle
-from training.heads import HeadTrainConfig, split_data, train_heads
+from training.heads import HeadTrainConfig, train_heads
+from training.splits import split_data
 
 SAMPLE_DATA = Path(data.__file__).resolve().parent / "samples" / "complaints.jsonl"
 

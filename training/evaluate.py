@@ -22,14 +22,14 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from data.load import Complaints, load_complaints
+from data.load import Complaints
 from data.schema import DataError
 from data.text import snippet
 from model.bundle import Bundle
 from model.predict import abstains, predict_proba
 from training.baseline import TfidfBaseline
-from training.heads import split_data
 from training.metrics import head_metrics
+from training.splits import load_training_data
 
 log = logging.getLogger("aduan.evaluate")
 
@@ -44,30 +44,6 @@ class Scored:
     labels: list[str]
     probs: np.ndarray
     abstain: np.ndarray | None = None
-
-
-def load_training_data(load: dict[str, Any], config: Any) -> tuple[Complaints, Complaints]:
-    """Train and dev rows as `aduan train` reads them.
-
-    `load` holds the source (and split, text column) and optionally a separate
-    dev source; without one, dev is split off the source as `config` says
-    (its labels, split, dev_fraction and seed).
-    """
-    data = load_complaints(
-        load["source"],
-        split=load.get("split"),
-        text_column=load.get("text_column"),
-        label_columns=config.labels,
-    )
-    if load.get("dev_source"):
-        dev = load_complaints(
-            load["dev_source"],
-            split=load.get("dev_split"),
-            text_column=load.get("text_column"),
-            label_columns=config.labels,
-        )
-        return data, dev
-    return split_data(data, config)
 
 
 def training_split(bundle: Bundle) -> tuple[Complaints, Complaints]:

@@ -39,6 +39,7 @@ from model.bundle import Bundle, EncoderSpec
 from model.encoder import ensure_encoder
 from model.predict import preprocess
 from training.calibration import calibrate_heads
+from training.splits import kept_labels
 
 log = logging.getLogger("aduan.training")
 
@@ -139,24 +140,6 @@ def _pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]
 class _Prepared:
     ids: list[list[int]]
     targets: dict[str, torch.Tensor]  # per head, -1 = no loss for this row
-
-
-def _label_sets(train: Complaints, config: TrainConfig) -> tuple[dict, dict]:
-    labels, rare = {}, {}
-    for head in config.labels:
-        counts: dict[str, int] = {}
-        for v in train.labels(head):
-            if v is not None:
-                counts[v] = counts.get(v, 0) + 1
-        kept = sorted(k for k, n in counts.items() if n >= config.min_count)
-        if len(kept) < 2:
-            raise ValueError(
-                f"label {head!r} has {len(kept)} label(s) with at least {config.min_count} "
-                "training rows; a classifier needs two or more"
-            )
-        labels[head] = kept
-        rare[head] = {k: n for k, n in sorted(counts.items()) if n < config.min_count}
-    return labels, rare
 
 
 def _targets(data: Complaints, bundle: Bundle) -> dict[str, torch.Tensor]:
@@ -267,7 +250,7 @@ def train(
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    labels, rare = _label_sets(train_set, config)
+    labels, rare = kept_labels(train_set, config.labels, config.min_count)
     bf16 = native_bf16() if config.bf16 is None else config.bf16
 
     parent = Bundle.load(start_from) if start_from else None

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
 
 from data.load import Complaints
-from data.splits import random_split, time_split
 from model.bundle import Bundle, EncoderSpec
 from model.encoder import ensure_encoder
 from model.predict import preprocess
 from training.calibration import calibrate_heads
+from training.splits import kept_labels
 
 log = logging.getLogger("aduan.training")
 
@@ -46,31 +44,6 @@ class HeadTrainConfig:
     target_precision: float = 0.95  # the abstain threshold aims at this precision on dev
 
 
-class SplitSettings(Protocol):
-    labels: list[str]
-    split: str
-    dev_fraction: float
-    seed: int
-
-
-def split_data(data: Complaints, config: SplitSettings) -> tuple[Complaints, Complaints]:
-    """The train/dev split a training config asks for (stratified by its first label)."""
-    if config.split == "time":
-        return time_split(data, dev_fraction=config.dev_fraction)
-    if config.split == "random":
-        return random_split(
-            data, dev_fraction=config.dev_fraction, seed=config.seed, stratify_by=config.labels[0]
-        )
-    raise ValueError(f"unknown split {config.split!r}: use 'random' or 'time'")
-
-
-def _label_set(values: list[str | None], min_count: int) -> tuple[list[str], dict[str, int]]:
-    counts = Counter(v for v in values if v is not None)
-    kept = sorted(label for label, n in counts.items() if n >= min_count)
-    rare = {label: n for label, n in sorted(counts.items()) if n < min_count}
-    return kept, rare
-
-
 def _indices(values: list[str | None], labels: list[str]) -> np.ndarray:
     """Label index per row; -1 for unlabelled rows and labels the head does not know."""
     pos = {label: i for i, label in enumerate(labels)}
@@ -87,16 +60,7 @@ def train_heads(
 ) -> Bundle:
     """Fit, calibrate and evaluate one linear head per label on frozen embeddings."""
     torch.manual_seed(config.seed)
-    label_sets = {}
-    rare_sets = {}
-    for head in config.labels:
-        kept, rare = _label_set(train.labels(head), config.min_count)
-        if len(kept) < 2:
-            raise ValueError(
-                f"label {head!r} has {len(kept)} label(s) with at least {config.min_count} "
-                "training rows; a classifier needs two or more"
-            )
-        label_sets[head], rare_sets[head] = kept, rare
+    label_sets, rare_sets = kept_labels(train, config.labels, config.min_count)
     bundle = Bundle.new(
         encoder_dir or ensure_encoder(),
         label_sets,
