@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -44,6 +45,8 @@ def aduan(*args: str) -> dict:
     start = out.find("\n{")
     payload = json.loads(out[start + 1 :] if start >= 0 else out[out.find("{") :])
     payload["_seconds"] = time.perf_counter() - started
+    # Peak RSS of the largest child so far (train runs first, so after it, train's own).
+    payload["_max_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return payload
 
 
@@ -82,8 +85,9 @@ def surabaya(work: Path, train_args: list[str]) -> list[tuple]:
              h["aduan"].get("precision_when_answering"), None)
         )  # fmt: skip
     print(
-        f"surabaya: train {trained['_seconds'] / 60:.1f} min, evaluate "
-        f"{report['_seconds'] / 60:.1f} min; test rows {len(test)}",
+        f"surabaya: train {trained['_seconds'] / 60:.1f} min (peak RSS "
+        f"{trained['_max_rss_mb']:.0f} MB), evaluate {report['_seconds'] / 60:.1f} min; "
+        f"test rows {len(test)}",
         flush=True,
     )
     return rows
@@ -101,7 +105,11 @@ def indonlu(name: str, work: Path, train_args: list[str]) -> list[tuple]:
     aduan("evaluate", "--model", str(bundle), "--data", registered, "--split", "test",
           "--out", str(out), "--baseline", "tfidf")  # fmt: skip
     h = json.loads((out / "metrics.json").read_text("utf-8"))["heads"]["label"]
-    print(f"{name}: train {trained['_seconds'] / 60:.1f} min", flush=True)
+    print(
+        f"{name}: train {trained['_seconds'] / 60:.1f} min "
+        f"(peak RSS so far {trained['_max_rss_mb']:.0f} MB)",
+        flush=True,
+    )
     rows = [(f"indonlu {name}", "macro_f1 x100", 100 * h["aduan"]["macro_f1"],
              100 * h["baseline"]["macro_f1"])]  # fmt: skip
     for model, f1 in PUBLISHED[name].items():

@@ -51,6 +51,16 @@ def test_finetune_learns_and_records_everything(tiny_encoder_dir: Path, tmp_path
     assert scores[best - 1] == max(scores), "the best epoch's weights are the ones kept"
     assert bundle.training["config"]["epochs"] == 4
     assert 32 <= bundle.encoder_spec.max_length <= 256, "max length chosen from the data"
+    # predict (the serving path, heads with the training scale folded in) agrees with
+    # the dev metrics computed during training
+    from model.predict import predict
+
+    preds = predict(bundle, dev_set.texts())
+    hits = [
+        p.heads["topic"].top[0].label == g
+        for p, g in zip(preds, dev_set.labels("topic"), strict=True)
+    ]
+    assert np.mean(hits) == pytest.approx(topic.metrics["accuracy"])
 
 
 def test_finetune_saves_a_loadable_bundle_that_predicts_the_same(

@@ -174,8 +174,23 @@ def _class_weights(targets: torch.Tensor, n: int, power: float) -> torch.Tensor:
     return weight / (weight * counts).sum() * counts.sum()
 
 
+# The heads read the L2-normalised embedding, whose entries are ~0.05: a linear head
+# on it needs huge weights before its logits can separate 200 agencies, which Adam
+# takes many epochs to reach. During training the heads see the embedding times
+# HEAD_SCALE (a "cosine classifier" scale, ~sqrt(dim)); the factor is folded into
+# the saved weights afterwards, so prediction is unchanged (W (s x) + b = (s W) x + b).
+HEAD_SCALE = 20.0
+
+
 def _logits(bundle: Bundle, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    return bundle.heads(bundle.encoder(ids, mask).float())
+    return bundle.heads(HEAD_SCALE * bundle.encoder(ids, mask).float())
+
+
+def _scale_heads(bundle: Bundle, factor: float) -> None:
+    with torch.no_grad():
+        for name, param in bundle.heads.named_parameters():
+            if name.endswith(".weight"):
+                param.mul_(factor)
 
 
 @torch.inference_mode()
@@ -263,6 +278,7 @@ def train(
     if parent is not None:
         bundle.encoder_spec.source = f"fine-tuned from bundle {parent.version}"
         _reuse_heads(bundle, parent)
+        _scale_heads(bundle, 1 / HEAD_SCALE)  # saved weights have the scale folded in
     if config.max_length is None:
         bundle.encoder.max_length = choose_max_length(
             bundle, preprocess(bundle, train_set.texts()), cap=config.max_length_cap
@@ -350,6 +366,7 @@ def train(
     bar.close()
     assert best is not None
     _restore(bundle, best[2])
+    _scale_heads(bundle, HEAD_SCALE)  # fold the training-time input scale into the weights
     bundle.encoder.eval()
     bundle.heads.eval()
     bundle.encoder_spec.fine_tuned = True
