@@ -313,7 +313,7 @@ def train(
         int | None, typer.Option("--max-steps", help="Stop after this many steps.")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Training batch size (default: 32).")
+        int | None, typer.Option(help="Training batch size (default: 16).")
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Encoder learning rate (default: 1e-4).")] = None,
     max_length: Annotated[

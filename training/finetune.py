@@ -21,6 +21,7 @@ dev (`training.calibration`), exactly as the frozen-encoder trainer does.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
@@ -58,7 +59,7 @@ class TrainConfig:
     seed: int = 0  # split, head init, batch order
     epochs: int = 3  # passes over the training rows
     max_steps: int | None = None  # stop after this many optimiser steps (overrides epochs)
-    batch_size: int = 32
+    batch_size: int = 16  # 16 trains as fast per row as 32 here, at half the activation memory
     lr: float = 1e-4  # encoder learning rate (AdamW, warmup then linear decay)
     head_lr: float = 3e-3  # learning rate of the heads
     weight_decay: float = 0.01
@@ -102,6 +103,18 @@ def native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def release_freed_memory() -> None:
+    """Hand memory freed by finished batches back to the OS (glibc keeps it otherwise).
+
+    Batches of varying shape fragment the heap; without this the training
+    process's RSS creeps up by gigabytes over an epoch.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 # ----------------------------------------------------------------------------- batching
 
 
@@ -123,8 +136,11 @@ def length_bucketed_batches(
     return batches
 
 
+PAD_MULTIPLE = 16  # few distinct batch shapes: less allocator fragmentation (~0.8 GB RSS)
+
+
 def _pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(x) for x in ids)
+    width = -(-max(len(x) for x in ids) // PAD_MULTIPLE) * PAD_MULTIPLE
     input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
     for i, x in enumerate(ids):
@@ -339,6 +355,8 @@ def train(
             torch.nn.utils.clip_grad_norm_(enc_params + list(bundle.heads.parameters()), 1.0)
             optimizer.step()
             scheduler.step()
+            if step % 20 == 0:
+                release_freed_memory()
             step += 1
             losses.append(loss.item())
             bar.update(1)
