@@ -9,7 +9,7 @@ heads. Made for a 2-core CPU:
 - texts are tokenised once; batches are bucketed by length and padded only to
   their own longest text (rounded up to a multiple of 16); the max length comes
   from the data (a percentile of token lengths) unless given;
-- batch 16 and a heap trim every 20 steps keep the peak RSS under 3 GB;
+- batch 16 and a heap trim every 20 steps bound the peak RSS (bench/accuracy.py reports it);
 - bf16 autocast where the CPU has native bf16 (AVX512-BF16 / AMX);
 - the class-balanced loss (inverse square-root frequency) keeps 1,500-example
   agencies from drowning 20-example ones; labels under `min_count` training rows
