@@ -10,6 +10,7 @@ import pytest
 
 import model.encoder
 from cli.main import run
+from tests.tiny import write_keyword_complaints
 from training.evaluate import Scored, coverage_at_precision, precision_at_coverage, score_head
 
 
@@ -37,14 +38,17 @@ def test_evaluate_score_head_counts_unknown_labels_as_errors() -> None:
     assert "0812" not in m["misclassified"][0]["snippet"], "snippets are redacted"
 
 
-def test_evaluate_cli_end_to_end_with_baseline(
-    tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
-    from tests.tiny import write_keyword_complaints
-
+@pytest.fixture
+def keyword_data(tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keyword complaints on disk, with the CLI's encoder swapped for the tiny one."""
     monkeypatch.setattr(model.encoder, "ensure_encoder", lambda: tiny_encoder_dir)
-    data = write_keyword_complaints(tmp_path / "d.jsonl")
+    return write_keyword_complaints(tmp_path / "d.jsonl")
+
+
+def test_evaluate_cli_end_to_end_with_baseline(
+    keyword_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = keyword_data
     bundle = tmp_path / "b"
     train = ["train", "--data", str(data), "--out", str(bundle), "--label", "topic",
              "--label", "agency", "--split", "random", "--dev-fraction", "0.25",
@@ -72,13 +76,9 @@ def test_evaluate_cli_end_to_end_with_baseline(
 
 
 def test_evaluate_baseline_refuses_changed_training_data(
-    tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
-    from tests.tiny import write_keyword_complaints
-
-    monkeypatch.setattr(model.encoder, "ensure_encoder", lambda: tiny_encoder_dir)
-    data = write_keyword_complaints(tmp_path / "d.jsonl")
+    keyword_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = keyword_data
     bundle = tmp_path / "b"
     assert run(["train", "--data", str(data), "--out", str(bundle), "--label", "topic",
                 "--split", "random", "--max-steps", "1", "--frozen-encoder"]) == 0  # fmt: skip
