@@ -163,7 +163,7 @@ class Bundle:
             else:
                 self.encoder.save(tmp / ENCODER_DIR)
             self.created_at = self.created_at or time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            manifest = _manifest(tmp, with_hashes=True)
+            manifest = _manifest(tmp)
             self.version = _content_version(manifest, self._core_json())
             meta = self.to_json()
             meta["files"] = manifest
@@ -284,14 +284,12 @@ def _library_versions() -> dict[str, str]:
     return out
 
 
-def _manifest(root: Path, *, with_hashes: bool) -> dict[str, dict[str, Any]]:
+def _manifest(root: Path) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of every file below `root` except bundle.json itself."""
     out: dict[str, dict[str, Any]] = {}
     for p in sorted(root.rglob("*")):
         if p.is_file() and p.name != BUNDLE_FILE:
-            entry: dict[str, Any] = {"size": p.stat().st_size}
-            if with_hashes:
-                entry["sha256"] = sha256_file(p)
-            out[str(p.relative_to(root))] = entry
+            out[str(p.relative_to(root))] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
     return out
 
 

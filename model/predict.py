@@ -55,15 +55,19 @@ def preprocess(bundle: Bundle, texts: Sequence[str]) -> list[str]:
     return list(texts)
 
 
+def calibrated(logits: torch.Tensor | np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(logits / T): the one place scores become probabilities (serving and dev)."""
+    z = torch.as_tensor(logits).float() / max(temperature, 1e-6)
+    return torch.softmax(z, dim=-1).numpy()
+
+
 def head_probabilities(bundle: Bundle, embeddings: torch.Tensor) -> dict[str, np.ndarray]:
     """Calibrated probabilities per head for a batch of embeddings."""
     with torch.inference_mode():
         logits = bundle.heads(embeddings)
-    out = {}
-    for name, spec in bundle.head_specs.items():
-        scaled = logits[name].float() / max(spec.temperature, 1e-6)
-        out[name] = torch.softmax(scaled, dim=-1).numpy()
-    return out
+    return {
+        name: calibrated(logits[name], spec.temperature) for name, spec in bundle.head_specs.items()
+    }
 
 
 def predict_proba(

@@ -17,13 +17,8 @@ from sklearn.pipeline import FeatureUnion
 from sklearn.svm import LinearSVC
 
 from data.text import normalize_text
+from model.predict import calibrated
 from training.calibration import fit_temperature
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class TfidfBaseline:
@@ -85,6 +80,6 @@ class TfidfBaseline:
     def predict_proba(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         x = self.vectorizer.transform([normalize_text(t) for t in texts])
         return {
-            head: _softmax(self._scores(model, x) / self.temperatures[head])
+            head: calibrated(self._scores(model, x), self.temperatures[head])
             for head, model in self.models.items()
         }

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from model.bundle import Bundle
+from model.predict import calibrated
 from training.metrics import head_metrics
 
 
@@ -88,7 +89,7 @@ def calibrate_heads(
         y, z = gold[h], logits[h]
         known = y >= 0
         spec.temperature = fit_temperature(z[known], y[known])
-        p = torch.softmax(torch.from_numpy(z).double() / spec.temperature, dim=1).numpy()
+        p = calibrated(z, spec.temperature)
         p, y = p[labelled[h]], y[labelled[h]]
         spec.abstain_threshold = abstain_threshold(
             p.max(axis=1), p.argmax(axis=1) == y, target_precision

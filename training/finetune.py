@@ -41,7 +41,7 @@ from model.bundle import Bundle, EncoderSpec
 from model.encoder import ensure_encoder
 from model.predict import preprocess
 from training.calibration import calibrate_heads
-from training.splits import kept_labels
+from training.splits import kept_labels, label_indices
 
 log = logging.getLogger("aduan.training")
 
@@ -160,12 +160,10 @@ class _Prepared:
 
 
 def _targets(data: Complaints, bundle: Bundle) -> dict[str, torch.Tensor]:
-    out = {}
-    for head, spec in bundle.head_specs.items():
-        pos = {label: i for i, label in enumerate(spec.labels)}
-        values = data.labels(head)
-        out[head] = torch.tensor([pos.get(v, -1) if v else -1 for v in values], dtype=torch.long)
-    return out
+    return {
+        head: torch.from_numpy(label_indices(data.labels(head), spec.labels))
+        for head, spec in bundle.head_specs.items()
+    }
 
 
 def _prepare(data: Complaints, bundle: Bundle) -> _Prepared:

@@ -21,7 +21,7 @@ from model.bundle import Bundle, EncoderSpec
 from model.encoder import ensure_encoder
 from model.predict import preprocess
 from training.calibration import calibrate_heads
-from training.splits import kept_labels
+from training.splits import kept_labels, label_indices
 
 log = logging.getLogger("aduan.training")
 
@@ -42,12 +42,6 @@ class HeadTrainConfig:
     max_length: int = 256
     batch_size: int = 32  # encoder batch size when embedding
     target_precision: float = 0.95  # the abstain threshold aims at this precision on dev
-
-
-def _indices(values: list[str | None], labels: list[str]) -> np.ndarray:
-    """Label index per row; -1 for unlabelled rows and labels the head does not know."""
-    pos = {label: i for i, label in enumerate(labels)}
-    return np.array([pos.get(v, -1) if v is not None else -1 for v in values], dtype=np.int64)
 
 
 def train_heads(
@@ -78,8 +72,8 @@ def train_heads(
     logits, gold, labelled = {}, {}, {}
     for head in config.labels:
         spec = bundle.head_specs[head]
-        y_train = _indices(train.labels(head), spec.labels)
-        gold[head] = _indices(dev.labels(head), spec.labels)
+        y_train = label_indices(train.labels(head), spec.labels)
+        gold[head] = label_indices(dev.labels(head), spec.labels)
         labelled[head] = np.array([v is not None for v in dev.labels(head)])
         layer = bundle.heads.layers[head]
         assert isinstance(layer, torch.nn.Linear)

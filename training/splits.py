@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Protocol
 
+import numpy as np
+
 from data.load import Complaints, load_complaints
 from data.splits import random_split, time_split
 
@@ -73,3 +75,9 @@ def kept_labels(
                 "training rows; a classifier needs two or more"
             )
     return kept, rare
+
+
+def label_indices(values: list[str | None], labels: list[str]) -> np.ndarray:
+    """Index of each row's label in `labels`; -1 for unlabelled rows and unknown labels."""
+    pos = {label: i for i, label in enumerate(labels)}
+    return np.array([pos.get(v, -1) if v is not None else -1 for v in values], dtype=np.int64)
