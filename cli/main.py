@@ -275,9 +275,11 @@ def bundle_demo(
     target = out or aduan_home() / "bundles" / "demo"
     if target.exists() and not force:
         try:
-            read_bundle_json(target)
-            typer.echo(f"demo bundle already at {target}")
-            return
+            meta = read_bundle_json(target)
+            if meta.get("dedup", {}).get("calibrated"):
+                typer.echo(f"demo bundle already at {target}")
+                return
+            typer.echo("rebuilding the demo bundle: it predates duplicate detection", err=True)
         except BundleError as exc:
             typer.echo(f"rebuilding the demo bundle: {exc}", err=True)
     started = time.perf_counter()
@@ -494,6 +496,9 @@ def predict_cmd(
     rate = len(texts) / seconds if seconds else 0.0
     typer.echo(f"wrote {len(texts)} predictions to {out} ({rate:.1f} texts/s)", err=True)
 
+
+# Command groups kept in their own modules register themselves on `app`.
+from cli import dedup_cmd  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

@@ -100,6 +100,11 @@ class Complaints:
         """The ISO 8601 filing times (None where unknown), in row order."""
         return self._column(CREATED_AT)
 
+    def locations(self) -> list[dict[str, str | None]]:
+        """The location fields (`LOCATION_FIELDS`) of each row, None where unknown."""
+        columns = {f: self._column(f) for f in LOCATION_FIELDS}
+        return [{f: columns[f][i] for f in LOCATION_FIELDS} for i in range(len(self))]
+
     def labels(self, column: str) -> list[str | None]:
         """The labels of one label column, in row order (None where unlabelled)."""
         if column not in self.label_columns:

@@ -4,8 +4,10 @@ Layout (file names are module constants)::
 
     bundle.json         schema version, library versions, encoder settings,
                         heads (labels, calibration, thresholds), text
-                        preprocessing, training data fingerprint, training
-                        arguments, dev metrics, and a manifest of every file
+                        preprocessing, duplicate detection (embedding and
+                        calibrated pair scorer), training data fingerprint,
+                        training arguments, dev metrics, and a manifest of
+                        every file
     heads.safetensors   one linear head per label field ("<head>.weight/.bias")
     encoder/            the (fine-tuned) encoder in sentence-transformers format
 
@@ -71,6 +73,35 @@ class HeadSpec:
 
 
 @dataclass
+class DedupSpec:
+    """How duplicate complaints are found: the embedding and the calibrated pair scorer.
+
+    The pair scorer is a logistic combiner over the features in
+    `model.dedup.FEATURES` (text similarity plus location and time evidence):
+    `score = sigmoid(sum(weights * (x - mean) / scale) + bias)`, and a pair is
+    a duplicate when `score >= threshold`. Both are fitted on labelled pairs
+    by `aduan dedup calibrate`; until then (`calibrated` false) only exact
+    re-submissions are reported, because no similarity cut is trustworthy
+    without labels.
+    """
+
+    # e5 prefix for the duplicate embedding. "query: ", the classifier's own prefix, lets one
+    # encoder pass serve both; on the labelled Surabaya pairs it ranks duplicates as well as
+    # "passage: " does with the pretrained encoder (bench/dedup.py, docs/benchmarks.md).
+    prompt: str = "query: "
+    window_days: int = 45  # candidates are searched within this many days of the complaint
+    candidates: int = 20  # nearest neighbours scored per complaint
+    calibrated: bool = False
+    features: list[str] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
+    scale: list[float] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    bias: float = 0.0
+    threshold: float = 1.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Preprocessing:
     """Text preprocessing applied before the encoder, on every path."""
 
@@ -84,13 +115,16 @@ class Bundle:
     encoder_spec: EncoderSpec
     head_specs: dict[str, HeadSpec]
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    dedup: DedupSpec = field(default_factory=DedupSpec)
     training: dict[str, Any] = field(default_factory=dict)  # data fingerprint, arguments
     metrics: dict[str, Any] = field(default_factory=dict)  # dev metrics
     name: str = "aduan"
     created_at: str = ""
     version: str = ""  # content hash, set by save/load
     path: Path | None = None  # where it was loaded from or saved to
-    encoder_source_dir: Path | None = None  # unchanged encoder folder to link on save
+    # The folder holding exactly the encoder's weights, linked on save; None once
+    # training has changed them (save then writes the weights).
+    encoder_source_dir: Path | None = None
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -143,6 +177,7 @@ class Bundle:
             "libraries": _library_versions(),
             "encoder": asdict(self.encoder_spec),
             "preprocessing": asdict(self.preprocessing),
+            "dedup": asdict(self.dedup),
             "heads": {h: asdict(s) for h, s in self.head_specs.items()},
             "untrained_heads": self.untrained_heads,
             "training": self.training,
@@ -158,7 +193,7 @@ class Bundle:
         tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
         try:
             save_file(self.heads.state_for_save(), str(tmp / HEADS_FILE), metadata={"format": "pt"})
-            if self.encoder_source_dir is not None and not self.encoder_spec.fine_tuned:
+            if self.encoder_source_dir is not None:
                 link_or_copy_tree(self.encoder_source_dir, tmp / ENCODER_DIR)
             else:
                 self.encoder.save(tmp / ENCODER_DIR)
@@ -213,6 +248,7 @@ class Bundle:
             encoder_spec = EncoderSpec(**meta["encoder"])
             head_specs = {h: HeadSpec(**s) for h, s in meta["heads"].items()}
             preprocessing = Preprocessing(**meta.get("preprocessing", {}))
+            dedup = DedupSpec(**meta.get("dedup", {}))
         except (KeyError, TypeError) as exc:
             raise BundleError(
                 f"{root}: bundle.json is missing or has unknown fields: {exc}"
@@ -241,6 +277,7 @@ class Bundle:
             encoder_spec=encoder_spec,
             head_specs=head_specs,
             preprocessing=preprocessing,
+            dedup=dedup,
             training=meta.get("training", {}),
             metrics=meta.get("metrics", {}),
             name=meta.get("name", "aduan"),

@@ -53,10 +53,12 @@ class TextEncoder(nn.Module):
     def dim(self) -> int:
         return int(self.bert.config.hidden_size)
 
-    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+    def tokenize(self, texts: Sequence[str], prompt: str | None = None) -> dict[str, torch.Tensor]:
+        """Token ids with the e5 prompt (the encoder's own unless `prompt` is given)."""
+        prefix = self.prompt if prompt is None else prompt
         return dict(
             self.tokenizer(
-                [self.prompt + t for t in texts],
+                [prefix + t for t in texts],
                 padding=True,
                 truncation=True,
                 max_length=self.max_length,
@@ -72,8 +74,14 @@ class TextEncoder(nn.Module):
         return nn.functional.normalize(pooled, dim=-1)
 
     @torch.inference_mode()
-    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Embed texts in length-sorted batches (less padding); rows keep input order."""
+    def embed(
+        self, texts: Sequence[str], batch_size: int = 32, *, prompt: str | None = None
+    ) -> np.ndarray:
+        """Embed texts in length-sorted batches (less padding); rows keep input order.
+
+        `prompt` overrides the encoder's e5 prefix for this call (e.g. "passage: "
+        for the duplicate embedding) without changing the encoder.
+        """
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
@@ -82,7 +90,7 @@ class TextEncoder(nn.Module):
         order = np.argsort([-len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
-            batch = self.tokenize([texts[i] for i in idx])
+            batch = self.tokenize([texts[i] for i in idx], prompt=prompt)
             out[idx] = self(batch["input_ids"], batch["attention_mask"]).float().numpy()
         self.train(was_training)
         return out

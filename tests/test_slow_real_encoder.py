@@ -35,6 +35,34 @@ def test_real_encoder_demo_bundle_learns_the_samples(tmp_path: Path) -> None:
     for head, metrics in bundle.metrics["dev"].items():
         majority = max(bundle.training["data"]["dev"]["label_counts"][head].values())
         assert metrics["accuracy"] > 1.5 * majority / metrics["n"], head
+    # the duplicate scorer is calibrated on the samples' duplicate_of pairs
+    assert bundle.dedup.calibrated
+    cv = bundle.dedup.metrics["cross_validated"]
+    assert cv["positives"] >= 26 and cv["f1"] > 0.6
+
+
+def test_real_encoder_finds_sample_re_reports_in_an_index(tmp_path: Path) -> None:
+    from data.load import load_complaints
+    from model.dedup import DuplicateFinder, complaints_as_records
+    from model.index import open_index
+    from training.demo import SAMPLE_DATA, build_demo_bundle
+
+    bundle = build_demo_bundle(tmp_path / "demo")
+    finder = DuplicateFinder(bundle)
+    rows = load_complaints(SAMPLE_DATA, label_columns=["duplicate_of"])
+    records = complaints_as_records(rows)
+    vectors = finder.embed([r.text for r in records])
+    originals = rows.labels("duplicate_of")
+    with open_index(tmp_path / "idx", dim=finder.dim, embedding_id=finder.embedding_id) as idx:
+        found_right = asked = 0
+        for i, record in enumerate(records):  # complaints arrive in date order
+            if originals[i]:
+                asked += 1
+                found = finder.find(idx, [record], vectors[i : i + 1], k=3)[0]
+                found_right += originals[i] in [m.id for m in found]
+            idx.add([record], vectors[i : i + 1])
+    assert asked == 26
+    assert found_right / asked > 0.7
 
 
 @pytest.mark.shared_data
@@ -83,3 +111,22 @@ def test_real_encoder_short_finetune_learns_surabaya_agencies() -> None:
     majority = max(dev_counts.values()) / sum(dev_counts.values())
     accuracy = bundle.metrics["dev"]["agency"]["accuracy"]
     assert accuracy >= majority + 0.2, (accuracy, majority)
+
+
+@pytest.mark.shared_data
+def test_real_encoder_dedup_calibrate_on_the_labelled_surabaya_pairs(tmp_path: Path) -> None:
+    """The documented command: calibrate on the ids CSV against the shared data."""
+    skip_without_shared("surabaya-2022")
+    from model.bundle import Bundle
+
+    model = tmp_path / "b"
+    init = ["bundle", "init", "--out", str(model), "--data", "surabaya-2022"]
+    assert run([*init, "--label", "topic"]) == 0
+    pairs = Path(__file__).resolve().parents[1] / "data/labels/surabaya-2022-dup-pairs.csv"
+    args = ["dedup", "calibrate", "--model", str(model), "--pairs", str(pairs)]
+    assert run([*args, "--data", "surabaya-2022"]) == 0
+    spec = Bundle.load(model, verify_hashes=True).dedup
+    assert spec.calibrated and spec.metrics["pairs"] >= 250
+    # well above always answering "duplicate" (F1 = 2p/(1+p) for p the share of duplicates)
+    share = spec.metrics["cross_validated"]["positives"] / spec.metrics["pairs"]
+    assert spec.metrics["cross_validated"]["f1"] > 2 * share / (1 + share) + 0.1

@@ -387,6 +387,7 @@ def train(
     bundle.encoder.eval()
     bundle.heads.eval()
     bundle.encoder_spec.fine_tuned = True
+    bundle.encoder_source_dir = None  # the weights changed: save writes them
 
     final = best[3]  # the kept epoch's dev logits: no second pass over dev
     dev_gold = {h: t.numpy() for h, t in dev_p.targets.items()}

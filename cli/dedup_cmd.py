@@ -1,0 +1,203 @@
+"""`aduan dedup calibrate|score|clusters`: duplicate complaints (README: "Duplicate detection")."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.main import (
+    DataOpt,
+    IdColOpt,
+    SplitOpt,
+    TextColOpt,
+    ThreadsOpt,
+    UserError,
+    _atomic_output,
+    _echo_json,
+    _set_threads,
+    app,
+)
+
+dedup_app = typer.Typer(
+    help="Find duplicate complaints: calibrate the pair scorer, score pairs, group clusters.",
+    no_args_is_help=True,
+)
+app.add_typer(dedup_app, name="dedup")
+
+ModelOpt = Annotated[Path, typer.Option("--model", help="Bundle directory.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Encoder batch size.")]
+
+
+def _read_pairs(pairs: Path, data: str | None, *, require_labels: bool) -> list:
+    from data.load import load_complaints
+    from data.pairs import pairs_from_ids, read_pairs_jsonl
+
+    if pairs.suffix.lower() == ".csv":
+        if not data:
+            raise UserError(
+                f"{pairs}: an id_a,id_b,label CSV names complaints by id; "
+                f"pass --data with the complaints it was labelled on (e.g. --data surabaya-2022)"
+            )
+        return pairs_from_ids(pairs, load_complaints(data))
+    if data:
+        raise UserError(f"{pairs}: --data is only used with an ids CSV; a JSONL carries its texts")
+    return read_pairs_jsonl(pairs, require_labels=require_labels)
+
+
+@dedup_app.command("calibrate")
+def dedup_calibrate(
+    model: ModelOpt,
+    pairs: Annotated[
+        Path,
+        typer.Option("--pairs", help="Labelled pairs: a pairs JSONL, or an id_a,id_b,label CSV."),
+    ],
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="Complaints the ids CSV refers to (a file or a name)."),
+    ] = None,
+    window_days: Annotated[
+        int | None,
+        typer.Option("--window-days", min=1, help="Candidate time window to store (days)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the cross-validation folds.")] = 0,
+    batch_size: BatchOpt = 32,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Fit the bundle's duplicate scorer and threshold on labelled pairs; save the bundle.
+
+    The threshold maximises F1 on cross-validated scores; the bundle records
+    the cross-validated precision, recall and F1, and the number of pairs.
+    """
+    from model.bundle import Bundle
+    from training.dedup import calibrate_dedup
+
+    _set_threads(threads)
+    bundle = Bundle.load(model)
+    labelled = _read_pairs(pairs, data, require_labels=True)
+    if window_days is not None:
+        bundle.dedup.window_days = window_days
+    started = time.perf_counter()
+    try:
+        spec = calibrate_dedup(bundle, labelled, batch_size=batch_size, seed=seed)
+    except ValueError as exc:
+        raise UserError(f"{pairs}: {exc}") from None
+    spec.metrics["source"] = pairs.name
+    bundle.save(model, overwrite=True)
+    _echo_json(
+        {
+            "model": str(model),
+            "version": bundle.version,
+            "pairs": len(labelled),
+            "threshold": round(spec.threshold, 6),
+            "cross_validated": spec.metrics["cross_validated"],
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    )
+
+
+@dedup_app.command("score")
+def dedup_score(
+    model: ModelOpt,
+    pairs: Annotated[Path, typer.Option("--pairs", help="Pairs JSONL (README format).")],
+    out: Annotated[Path, typer.Option("--out", help="Output JSONL, one line per pair.")],
+    batch_size: BatchOpt = 32,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Score pairs: write {"pair", "score", "duplicate"} per input line, in input order.
+
+    `score` is the calibrated duplicate probability; `duplicate` is `score`
+    at or above the bundle's threshold. An uncalibrated bundle marks only
+    exact re-submissions as duplicates (and says so on stderr).
+    """
+    from data.pairs import read_pairs_jsonl
+    from model.bundle import Bundle
+    from model.dedup import DuplicateFinder
+    from training.dedup import embed_pairs
+
+    _set_threads(threads)
+    bundle = Bundle.load(model)
+    if not bundle.dedup.calibrated:
+        typer.echo(
+            "warning: this bundle's duplicate scorer is not calibrated; only exact "
+            "re-submissions count as duplicates (run `aduan dedup calibrate`)",
+            err=True,
+        )
+    items = read_pairs_jsonl(pairs)
+    finder = DuplicateFinder(bundle)
+    a, b, va, vb = embed_pairs(finder, items, batch_size=batch_size)
+    scores = finder.score_pairs(a, b, va, vb)
+    with _atomic_output(out) as fh:
+        for p, s in zip(items, scores, strict=True):
+            line = {"pair": p.pair, "score": round(float(s), 6)}
+            line["duplicate"] = bool(s >= bundle.dedup.threshold)
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    n_dup = int((scores >= bundle.dedup.threshold).sum())
+    typer.echo(f"wrote {len(items)} scores to {out} ({n_dup} duplicates)", err=True)
+
+
+@dedup_app.command("clusters")
+def dedup_clusters(
+    model: ModelOpt,
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Output JSONL, one group per line.")],
+    window_days: Annotated[
+        int, typer.Option("--window-days", min=1, help="Only join complaints this close in time.")
+    ] = 14,
+    split: SplitOpt = None,
+    text_column: TextColOpt = None,
+    id_column: IdColOpt = None,
+    batch_size: BatchOpt = 32,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Group near-duplicate complaints (mass complaints), largest group first.
+
+    Each line: {"cluster", "size", "first", "last", "members": [{"id",
+    "created_at", "kecamatan", "kelurahan", "snippet"}]} with redacted snippets.
+    """
+    from data.load import load_complaints
+    from model.bundle import Bundle
+    from model.dedup import DuplicateFinder, clusters, complaints_as_records
+
+    _set_threads(threads)
+    bundle = Bundle.load(model)
+    if not bundle.dedup.calibrated:
+        typer.echo(
+            "warning: this bundle's duplicate scorer is not calibrated; only exact "
+            "re-submissions are grouped (run `aduan dedup calibrate`)",
+            err=True,
+        )
+    c = load_complaints(data, split=split, text_column=text_column, id_column=id_column)
+    records = complaints_as_records(c)
+    finder = DuplicateFinder(bundle)
+    vectors = finder.embed([r.text for r in records], batch_size=batch_size)
+    groups = clusters(finder, records, vectors, window_days=window_days)
+    with _atomic_output(out) as fh:
+        for n, rows in enumerate(groups, start=1):
+            members = sorted((records[i] for i in rows), key=lambda r: (r.created_at or "", r.id))
+            times = [m.created_at for m in members if m.created_at]
+            line = {
+                "cluster": n,
+                "size": len(members),
+                "first": min(times) if times else None,
+                "last": max(times) if times else None,
+                "members": [
+                    {
+                        "id": m.id,
+                        "created_at": m.created_at,
+                        "kecamatan": m.kecamatan,
+                        "kelurahan": m.kelurahan,
+                        "snippet": m.snippet,
+                    }
+                    for m in members
+                ],
+            }
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    in_groups = sum(len(g) for g in groups)
+    typer.echo(
+        f"wrote {len(groups)} groups covering {in_groups} of {len(records)} complaints to {out}",
+        err=True,
+    )

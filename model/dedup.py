@@ -1,0 +1,531 @@
+"""Duplicate complaints: the duplicate embedding, the pair scorer, and search over the index.
+
+Two complaints are duplicates when one handling resolves both (the labelling
+guide: the same problem at the same place, the same person's same case, the
+same recurring nuisance, a service-wide outage). Text similarity alone cannot
+decide it: e5 similarities of unrelated complaints sit at 0.84-0.95, and two
+different streets' broken lights read almost alike. So a pair is scored from
+several kinds of evidence (`FEATURES`): the embedding cosine, exact
+re-submission, word and number overlap of the texts (street names, house and
+RT/RW numbers), agreement of the location fields, and the time between them.
+A logistic combiner over those features, with its decision threshold, is fitted
+on labelled pairs (`fit_scorer`, `aduan dedup calibrate`) and stored in the
+bundle (`Bundle.dedup`); nothing here is a hand-set cut.
+
+`DuplicateFinder` is what the CLI and the API use: it embeds complaints,
+fetches candidates from a `model.index.ComplaintIndex` (nearest neighbours
+within the time window, plus exact text matches at any time), scores them and
+keeps those at or above the threshold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+
+from data.load import Complaints
+from data.text import normalize_text, snippet
+from model.bundle import Bundle, DedupSpec
+from model.index import ComplaintIndex, IndexedComplaint, SearchFilter
+
+#: Pair features, in the order the combiner's weights use.
+FEATURES: tuple[str, ...] = (
+    "cosine",  # embedding similarity
+    "exact",  # same text after normalisation (a re-submission)
+    "word_overlap",  # Jaccard of the content words of the two texts
+    "number_overlap",  # Jaccard of the short numbers (house, RT/RW, block numbers); 0 if none
+    "same_kelurahan",  # +1 same, -1 different, 0 unknown
+    "same_kecamatan",  # +1 same, -1 different, 0 unknown
+    "address_overlap",  # Jaccard of address character trigrams when both have one, else 0
+    "address_numbers",  # +1 a shared number (house, gang, RT/RW), -1 none shared, 0 unknown
+    "log_days",  # log(1 + days between filings); the window's middle when unknown
+)
+
+#: Naive timestamps in the data are local time in Indonesia's western zone (WIB).
+LOCAL_TZ = timezone(timedelta(hours=7))
+
+_WORD = re.compile(r"[^\W\d_]{3,}")
+_NUMBER = re.compile(r"(?<![\d.,])\d{1,4}(?![\d.,]?\d)")
+_ADDRESS_WORD = re.compile(r"[^\W\d_]+")
+_DIGITS = re.compile(r"\d+")
+#: Words every address has; they say nothing about which spot it is.
+_BOILERPLATE = frozenset(
+    "jl jln jalan gg gang no nomor rt rw kel kelurahan kec kecamatan kota kab kabupaten "
+    "surabaya jawa timur indonesia blok depan samping dekat sebelah".split()
+)
+_STOPWORDS = frozenset(
+    "yang dan di ke dari ini itu untuk dengan pada ada tidak sudah saya kami kita mohon "
+    "tolong bapak ibu pak bu terima kasih sekali karena atau juga akan bisa agar dalam "
+    "sangat oleh para kepada hal sebagai tersebut belum masih lagi mau apa kapan".split()
+)
+
+
+# ---------------------------------------------------------------------------- records
+
+
+def text_key(text: str) -> str:
+    """The exact re-submission key: a hash of the normalised, case- and punctuation-folded text."""
+    folded = " ".join(re.findall(r"\w+", normalize_text(text).casefold()))
+    return hashlib.sha256(folded.encode("utf-8")).hexdigest()
+
+
+def make_complaint(
+    text: str,
+    *,
+    id: str = "",
+    created_at: str | None = None,
+    region_code: str | None = None,
+    city: str | None = None,
+    kecamatan: str | None = None,
+    kelurahan: str | None = None,
+    address: str | None = None,
+) -> IndexedComplaint:
+    """A complaint as the index stores it: normalised text, its exact key and a redacted snippet."""
+    clean = normalize_text(text)
+    return IndexedComplaint(
+        id=id,
+        text=clean,
+        created_at=created_at,
+        region_code=region_code,
+        city=city,
+        kecamatan=kecamatan,
+        kelurahan=kelurahan,
+        address=address,
+        text_hash=text_key(clean),
+        snippet=snippet(clean),
+    )
+
+
+def complaints_as_records(complaints: Complaints) -> list[IndexedComplaint]:
+    """Every row of a loaded complaint set as an index record (ids, times, locations kept)."""
+    return [
+        make_complaint(text, id=id_, created_at=created, **location)
+        for id_, text, created, location in zip(
+            complaints.ids(),
+            complaints.texts(),
+            complaints.created_at(),
+            complaints.locations(),
+            strict=True,
+        )
+    ]
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO 8601 time as an aware datetime (naive means WIB); None when absent or invalid."""
+    if not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=LOCAL_TZ)
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.casefold()) if w not in _STOPWORDS}
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.lstrip("0") or "0" for n in _NUMBER.findall(text)}
+
+
+def _address_grams(address: str) -> set[str]:
+    """Character trigrams of an address without its boilerplate words (typo-tolerant)."""
+    words = " ".join(w for w in _ADDRESS_WORD.findall(address.casefold()) if w not in _BOILERPLATE)
+    return {words[i : i + 3] for i in range(len(words) - 2)}
+
+
+def _signed_overlap(a: set[str], b: set[str]) -> float:
+    if not a or not b:
+        return 0.0
+    return 1.0 if a & b else -1.0
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def _agree(a: str | None, b: str | None) -> float:
+    if not a or not b:
+        return 0.0
+    return 1.0 if a.strip().casefold() == b.strip().casefold() else -1.0
+
+
+def pair_features(
+    a: IndexedComplaint, b: IndexedComplaint, cosine: float, *, window_days: int = 45
+) -> list[float]:
+    """The `FEATURES` of one pair, given the cosine of their duplicate embeddings."""
+    ta, tb = parse_time(a.created_at), parse_time(b.created_at)
+    days = abs((ta - tb).total_seconds()) / 86400 if ta and tb else window_days / 2
+    address = (
+        _jaccard(_address_grams(a.address), _address_grams(b.address))
+        if a.address and b.address
+        else 0.0
+    )
+    address_numbers = _signed_overlap(
+        set(_DIGITS.findall(a.address or "")), set(_DIGITS.findall(b.address or ""))
+    )
+    exact = bool(a.text_hash) and a.text_hash == b.text_hash
+    return [
+        float(cosine),
+        1.0 if exact else 0.0,
+        _jaccard(_words(a.text), _words(b.text)),
+        _jaccard(_numbers(a.text), _numbers(b.text)),
+        _agree(a.kelurahan, b.kelurahan),
+        _agree(a.kecamatan, b.kecamatan),
+        address,
+        address_numbers,
+        math.log1p(days),
+    ]
+
+
+def feature_matrix(
+    a: Sequence[IndexedComplaint],
+    b: Sequence[IndexedComplaint],
+    cosines: np.ndarray,
+    *,
+    window_days: int = 45,
+) -> np.ndarray:
+    """Features [n_pairs, len(FEATURES)] for pairs (a[i], b[i])."""
+    rows = [
+        pair_features(x, y, float(c), window_days=window_days)
+        for x, y, c in zip(a, b, cosines, strict=True)
+    ]
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
+
+
+def score_features(spec: DedupSpec, x: np.ndarray) -> np.ndarray:
+    """The calibrated combiner's duplicate probability for each feature row.
+
+    An exact re-submission always scores 1 (the guide counts every
+    re-submission as a duplicate); uncalibrated specs give 0 to everything else.
+    """
+    exact = (x[:, FEATURES.index("exact")] > 0).astype(np.float64)
+    if not spec.calibrated:
+        return exact
+    if list(spec.features) != list(FEATURES):
+        raise ValueError(
+            "the bundle's duplicate scorer uses other features "
+            f"({', '.join(spec.features)}); recalibrate it with `aduan dedup calibrate`"
+        )
+    z = ((x - np.asarray(spec.mean)) / np.asarray(spec.scale)) @ np.asarray(spec.weights)
+    return np.maximum(1.0 / (1.0 + np.exp(-(z + spec.bias))), exact)
+
+
+# ------------------------------------------------------------------------ calibration
+
+
+@dataclass(frozen=True)
+class PairMetrics:
+    n: int
+    positives: int
+    threshold: float
+    precision: float
+    recall: float
+    f1: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in vars(self).items()}
+
+
+def pair_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> PairMetrics:
+    """Precision, recall and F1 of `score >= threshold` against 0/1 labels."""
+    pred = scores >= threshold
+    gold = labels.astype(bool)
+    tp = int((pred & gold).sum())
+    precision = tp / int(pred.sum()) if pred.any() else 0.0
+    recall = tp / int(gold.sum()) if gold.any() else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return PairMetrics(len(labels), int(gold.sum()), float(threshold), precision, recall, f1)
+
+
+def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The cut maximising F1; ties go to the higher cut (fewer false duplicates)."""
+    best, best_f1 = 1.0, -1.0
+    for t in np.unique(scores):
+        f1 = pair_metrics(scores, labels, float(t)).f1
+        if f1 >= best_f1:
+            best, best_f1 = float(t), f1
+    return best
+
+
+def fit_scorer(
+    x: np.ndarray,
+    labels: np.ndarray,
+    *,
+    base: DedupSpec | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> DedupSpec:
+    """Fit the logistic combiner and its threshold on labelled pairs.
+
+    The threshold is chosen on out-of-fold scores (each pair scored by a
+    combiner that never saw it), so it is not tuned to pairs the combiner
+    memorised; the stored combiner is then refitted on all pairs. The
+    out-of-fold precision, recall and F1 at that threshold are recorded.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.asarray(labels, dtype=int)
+    n_pos = int(labels.sum())
+    if n_pos < 2 or len(labels) - n_pos < 2:
+        raise ValueError(
+            f"calibration needs at least 2 duplicate and 2 non-duplicate pairs "
+            f"(got {n_pos} and {len(labels) - n_pos})"
+        )
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    z = (x - mean) / scale
+
+    def model() -> LogisticRegression:
+        return LogisticRegression(C=1.0, max_iter=1000)
+
+    k = max(2, min(folds, n_pos, len(labels) - n_pos))
+    oof = np.zeros(len(labels))
+    for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(z, labels):
+        oof[test] = model().fit(z[train], labels[train]).predict_proba(z[test])[:, 1]
+    exact = x[:, FEATURES.index("exact")] > 0
+    oof = np.maximum(oof, exact)
+    threshold = best_threshold(oof, labels)
+    final = model().fit(z, labels)
+    spec = replace(
+        base or DedupSpec(),
+        calibrated=True,
+        features=list(FEATURES),
+        mean=[float(v) for v in mean],
+        scale=[float(v) for v in scale],
+        weights=[float(v) for v in final.coef_[0]],
+        bias=float(final.intercept_[0]),
+        threshold=threshold,
+    )
+    spec.metrics = {"cross_validated": pair_metrics(oof, labels, threshold).to_dict(), "folds": k}
+    return spec
+
+
+# ----------------------------------------------------------------------------- finder
+
+
+@dataclass(frozen=True)
+class DuplicateMatch:
+    """An earlier complaint judged a duplicate of the query."""
+
+    id: str
+    score: float  # calibrated duplicate probability from the bundle's scorer
+    similarity: float  # cosine of the duplicate embeddings
+    created_at: str | None
+    snippet: str  # redacted
+    exact: bool  # an exact re-submission
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "score": round(self.score, 6),
+            "similarity": round(self.similarity, 6),
+            "created_at": self.created_at,
+            "snippet": self.snippet,
+            "exact": self.exact,
+        }
+
+
+class DuplicateFinder:
+    """Duplicate embeddings, pair scores and index search for one bundle.
+
+    Cheap to create; holds no state besides the bundle. Thread-safe as far as
+    the bundle's encoder and the index are.
+    """
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.spec = bundle.dedup
+
+    @property
+    def embedding_id(self) -> str:
+        """Names the vector space of the duplicate embeddings; an index built in another
+        space must be re-embedded. A pretrained encoder keeps the same id across
+        bundles, so swapping heads keeps the index."""
+        enc = self.bundle.encoder_spec
+        weights = f"bundle {self.bundle.version}" if enc.fine_tuned else enc.source or enc.name
+        return f"{enc.name}|{weights}|{self.spec.prompt!r}|{self.bundle.encoder.max_length}"
+
+    @property
+    def dim(self) -> int:
+        return self.bundle.encoder.dim
+
+    def shares_classifier_embedding(self) -> bool:
+        """Whether the classifier's embedding is the duplicate embedding (one encoder pass)."""
+        return self.spec.prompt == self.bundle.encoder.prompt
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        classifier_embeddings: np.ndarray | None = None,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """L2-normalised duplicate embeddings of normalised texts.
+
+        Pass the embeddings `predict(..., with_embeddings=True)` returned to
+        skip a second encoder pass where the bundle shares them.
+        """
+        if classifier_embeddings is not None and self.shares_classifier_embedding():
+            return classifier_embeddings
+        return self.bundle.encoder.embed(
+            list(texts), batch_size=batch_size, prompt=self.spec.prompt
+        )
+
+    def score_pairs(
+        self,
+        a: Sequence[IndexedComplaint],
+        b: Sequence[IndexedComplaint],
+        va: np.ndarray,
+        vb: np.ndarray,
+    ) -> np.ndarray:
+        """Duplicate probability for each pair (a[i], b[i]) given their embeddings."""
+        cosines = np.einsum("ij,ij->i", va, vb) if len(a) else np.zeros(0)
+        x = feature_matrix(a, b, cosines, window_days=self.spec.window_days)
+        return score_features(self.spec, x)
+
+    def window(self, complaint: IndexedComplaint, base: SearchFilter | None) -> SearchFilter:
+        """The search filter for one complaint: its time window, the caller's filter, itself out."""
+        flt = base or SearchFilter()
+        exclude = flt.exclude_ids | ({complaint.id} if complaint.id else frozenset())
+        t = parse_time(complaint.created_at)
+        if t is None:
+            return replace(flt, exclude_ids=frozenset(exclude))
+        span = timedelta(days=self.spec.window_days)
+        return replace(
+            flt,
+            since=flt.since or (t - span).isoformat(),
+            until=flt.until or (t + span).isoformat(),
+            exclude_ids=frozenset(exclude),
+        )
+
+    def find(
+        self,
+        index: ComplaintIndex,
+        complaints: Sequence[IndexedComplaint],
+        vectors: np.ndarray,
+        *,
+        k: int = 5,
+        flt: SearchFilter | None = None,
+    ) -> list[list[DuplicateMatch]]:
+        """For each complaint, up to k earlier complaints judged duplicates, best first.
+
+        Candidates are the `spec.candidates` nearest neighbours within the time
+        window plus exact re-submissions at any time (within `flt`); each is
+        scored with the bundle's calibrated scorer and kept at or above its
+        threshold.
+        """
+        out: list[list[DuplicateMatch]] = []
+        if not len(complaints):
+            return out
+        exact_base = replace(flt or SearchFilter(), since=None, until=None) if flt else None
+        for i, c in enumerate(complaints):
+            window = self.window(c, flt)
+            hits = index.search(vectors[i : i + 1], self.spec.candidates, window)[0]
+            cands = {h.complaint.id: (h.complaint, h.similarity) for h in hits}
+            exact_filter = replace(exact_base or SearchFilter(), exclude_ids=window.exclude_ids)
+            same = index.find_text_hash([c.text_hash], exact_filter)[0] if c.text_hash else []
+            missing = [e for e in same if e.id not in cands]
+            if missing:
+                sims = index.vectors([e.id for e in missing]) @ vectors[i]
+                cands.update({e.id: (e, float(s)) for e, s in zip(missing, sims, strict=True)})
+            if not cands:
+                out.append([])
+                continue
+            others = [v[0] for v in cands.values()]
+            sims = np.array([v[1] for v in cands.values()])
+            x = feature_matrix([c] * len(others), others, sims, window_days=self.spec.window_days)
+            scores = score_features(self.spec, x)
+            keep = [
+                j for j in np.argsort(-scores, kind="stable") if scores[j] >= self.spec.threshold
+            ]
+            out.append(
+                [
+                    DuplicateMatch(
+                        id=others[j].id,
+                        score=float(scores[j]),
+                        similarity=float(sims[j]),
+                        created_at=others[j].created_at,
+                        snippet=others[j].snippet,
+                        exact=bool(x[j, FEATURES.index("exact")] > 0),
+                    )
+                    for j in keep[:k]
+                ]
+            )
+        return out
+
+
+# --------------------------------------------------------------------------- clusters
+
+
+def clusters(
+    finder: DuplicateFinder,
+    complaints: Sequence[IndexedComplaint],
+    vectors: np.ndarray,
+    *,
+    window_days: int | None = None,
+    neighbours: int = 20,
+) -> list[list[int]]:
+    """Groups of mutual duplicates (mass complaints), largest first, as row indices.
+
+    Every complaint's nearest neighbours filed within `window_days` (default:
+    the bundle's window) are scored with the bundle's pair scorer; pairs at or
+    above its threshold are joined (single linkage), so a chain of re-reports
+    forms one group. Groups of one are left out.
+    """
+    import faiss
+
+    n = len(complaints)
+    if n < 2:
+        return []
+    window = finder.spec.window_days if window_days is None else window_days
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    _, nbrs = index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(neighbours + 1, n))
+    times = [parse_time(c.created_at) for c in complaints]
+    left: list[int] = []
+    right: list[int] = []
+    for i, row in enumerate(nbrs):
+        for j in row:
+            if j <= i:  # each unordered pair once (j < i is seen from j's side or not at all)
+                continue
+            ti, tj = times[i], times[int(j)]
+            if ti and tj and abs((ti - tj).total_seconds()) > window * 86400:
+                continue
+            left.append(i)
+            right.append(int(j))
+    parent = list(range(n))
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    if left:
+        scores = finder.score_pairs(
+            [complaints[i] for i in left],
+            [complaints[j] for j in right],
+            vectors[left],
+            vectors[right],
+        )
+        for i, j, s in zip(left, right, scores, strict=True):
+            if s >= finder.spec.threshold:
+                parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: (-len(g), g[0]))

@@ -1,0 +1,513 @@
+"""Duplicate detection: pair features, the calibrated scorer, pair files and finding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data.pairs import pairs_from_ids, read_pair_ids_csv, read_pairs_jsonl
+from data.schema import DataError
+from model.bundle import Bundle, DedupSpec
+from model.dedup import (
+    FEATURES,
+    DuplicateFinder,
+    best_threshold,
+    fit_scorer,
+    make_complaint,
+    pair_features,
+    pair_metrics,
+    score_features,
+    text_key,
+)
+
+LAMP = "Lampu PJU di Jl. Ketintang Baru no 12 mati sudah seminggu, mohon diperbaiki"
+
+
+def test_text_key_ignores_case_spacing_and_punctuation() -> None:
+    assert text_key(LAMP) == text_key(
+        "  lampu pju di jl ketintang baru NO 12 mati sudah seminggu mohon diperbaiki!! "
+    )
+    assert text_key(LAMP) != text_key(LAMP.replace("12", "14"))
+
+
+def test_make_complaint_redacts_the_snippet_but_keeps_the_text() -> None:
+    c = make_complaint("Hubungi saya di 081234567890, lampu mati", id="x")
+    assert "081234567890" not in c.snippet
+    assert "081234567890" in c.text
+    assert c.text_hash == text_key(c.text)
+
+
+def test_pair_features_read_location_time_and_numbers() -> None:
+    a = make_complaint(
+        LAMP, created_at="2022-03-01T08:00:00", kecamatan="Gayungan", kelurahan="Ketintang"
+    )
+    b = make_complaint(
+        LAMP.replace("12", "40"),
+        created_at="2022-03-11T08:00:00",
+        kecamatan="gayungan ",
+        kelurahan="Dukuh Menanggal",
+    )
+    f = dict(zip(FEATURES, pair_features(a, b, 0.9), strict=True))
+    assert f["cosine"] == pytest.approx(0.9)
+    assert f["exact"] == 0.0
+    assert f["same_kecamatan"] == 1.0  # case and spaces do not matter
+    assert f["same_kelurahan"] == -1.0
+    assert f["log_days"] == pytest.approx(np.log1p(10))
+    assert f["number_overlap"] == 0.0  # 12 vs 40: different house numbers
+    assert f["word_overlap"] > 0.8
+    same = dict(zip(FEATURES, pair_features(a, a, 1.0), strict=True))
+    assert same["exact"] == 1.0 and same["number_overlap"] == 1.0
+
+
+def test_unknown_location_and_time_are_neutral() -> None:
+    a, b = make_complaint("jalan rusak"), make_complaint("jalan berlubang")
+    f = dict(zip(FEATURES, pair_features(a, b, 0.5, window_days=40), strict=True))
+    assert f["same_kelurahan"] == 0.0 and f["same_kecamatan"] == 0.0
+    assert f["address_overlap"] == 0.0
+    assert f["log_days"] == pytest.approx(np.log1p(20))
+
+
+def _synthetic_pairs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Feature rows where duplicates have higher cosine and agree on the kelurahan."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(int)
+    x = np.zeros((n, len(FEATURES)))
+    x[:, FEATURES.index("cosine")] = 0.86 + 0.06 * y + rng.normal(0, 0.02, n)
+    x[:, FEATURES.index("same_kelurahan")] = np.where(y == 1, 1.0, rng.choice([-1.0, 1.0], n))
+    x[:, FEATURES.index("log_days")] = np.log1p(rng.integers(0, 45, n))
+    return x, y
+
+
+def test_fit_scorer_learns_and_records_cross_validated_metrics() -> None:
+    x, y = _synthetic_pairs(300)
+    spec = fit_scorer(x, y)
+    assert spec.calibrated and spec.features == list(FEATURES)
+    cv = spec.metrics["cross_validated"]
+    assert cv["n"] == 300 and cv["positives"] == int(y.sum())
+    assert cv["f1"] > 0.85
+    held_x, held_y = _synthetic_pairs(300, seed=1)
+    held = pair_metrics(score_features(spec, held_x), held_y, spec.threshold)
+    assert held.f1 > 0.85
+    assert 0.0 < spec.threshold < 1.0
+
+
+def test_fit_scorer_is_reproducible() -> None:
+    x, y = _synthetic_pairs(200)
+    assert fit_scorer(x, y, seed=3) == fit_scorer(x, y, seed=3)
+
+
+def test_fit_scorer_needs_both_classes() -> None:
+    x, y = _synthetic_pairs(50)
+    with pytest.raises(ValueError, match="at least 2 duplicate"):
+        fit_scorer(x, np.zeros_like(y))
+
+
+def test_uncalibrated_scorer_only_accepts_exact_resubmissions() -> None:
+    x, _ = _synthetic_pairs(10)
+    x[3, FEATURES.index("exact")] = 1.0
+    scores = score_features(DedupSpec(), x)
+    assert scores.tolist() == [0.0] * 3 + [1.0] + [0.0] * 6
+
+
+def test_exact_resubmission_always_scores_one_when_calibrated() -> None:
+    x, y = _synthetic_pairs(200)
+    spec = fit_scorer(x, y)
+    row = x[:1].copy()
+    row[0, FEATURES.index("cosine")] = 0.5
+    row[0, FEATURES.index("exact")] = 1.0
+    assert score_features(spec, row)[0] == 1.0
+
+
+def test_scorer_with_other_features_asks_for_recalibration() -> None:
+    spec = DedupSpec(calibrated=True, features=["cosine"], mean=[0], scale=[1], weights=[1])
+    with pytest.raises(ValueError, match="recalibrate"):
+        score_features(spec, np.zeros((1, len(FEATURES))))
+
+
+def test_best_threshold_maximises_f1() -> None:
+    scores = np.array([0.1, 0.2, 0.6, 0.7, 0.9])
+    labels = np.array([0, 0, 1, 0, 1])
+    t = best_threshold(scores, labels)
+    assert pair_metrics(scores, labels, t).f1 == max(
+        pair_metrics(scores, labels, float(s)).f1 for s in scores
+    )
+
+
+# ------------------------------------------------------------------------ pair files
+
+
+def _write_jsonl(path: Path, rows: list[object]) -> Path:
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_read_pairs_jsonl(tmp_path: Path) -> None:
+    f = _write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {
+                "pair": 7,
+                "a": {"text": LAMP, "created_at": "2022-03-01T08:00:00", "kecamatan": "Gayungan"},
+                "b": {"text": "lampu mati lagi", "address": " Jl. Ketintang Baru "},
+                "label": 1,
+            },
+            {"pair": "q", "a": {"text": "x y"}, "b": {"text": "z"}},
+        ],
+    )
+    pairs = read_pairs_jsonl(f)
+    assert [p.pair for p in pairs] == ["7", "q"]
+    assert pairs[0].label is True and pairs[1].label is None
+    assert pairs[0].a.kecamatan == "Gayungan" and pairs[0].b.address == "Jl. Ketintang Baru"
+    with pytest.raises(DataError, match=r"line 2: 'label' is missing"):
+        read_pairs_jsonl(f, require_labels=True)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"a": {"text": "x"}}, "'b' must be an object"),
+        ({"a": {"text": "  "}, "b": {"text": "y"}}, "'a.text' is missing or empty"),
+        ({"a": {"text": "x", "created_at": "kemarin"}, "b": {"text": "y"}}, "ISO 8601"),
+        ({"a": {"text": "x", "nik": "1"}, "b": {"text": "y"}}, "unknown field"),
+        ({"a": {"text": "x"}, "b": {"text": "y"}, "label": "ya"}, "true/false or 1/0"),
+        ({"a": {"text": 5}, "b": {"text": "y"}}, "'a.text' must be a string"),
+        ([1, 2], "must be a JSON object"),
+    ],
+)
+def test_bad_pair_lines_name_file_and_line(tmp_path: Path, row: object, message: str) -> None:
+    ok = {"pair": "ok", "a": {"text": "x"}, "b": {"text": "y"}}
+    f = _write_jsonl(tmp_path / "p.jsonl", [ok, row])
+    with pytest.raises(DataError, match=message) as err:
+        read_pairs_jsonl(f)
+    assert f"{f}: line 2" in str(err.value)
+
+
+def test_pair_errors_never_quote_text(tmp_path: Path) -> None:
+    secret = "NIK saya 3578101234567890"
+    f = _write_jsonl(tmp_path / "p.jsonl", [{"a": {"text": secret, "x": 1}, "b": {"text": secret}}])
+    with pytest.raises(DataError) as err:
+        read_pairs_jsonl(f)
+    assert "3578101234567890" not in str(err.value)
+
+
+def test_ids_csv_resolves_against_data(tmp_path: Path) -> None:
+    from data.load import load_complaints
+
+    data = _write_jsonl(
+        tmp_path / "c.jsonl",
+        [{"id": f"c{i}", "text": f"keluhan nomor {i}", "kecamatan": "Wonokromo"} for i in range(4)],
+    )
+    complaints = load_complaints(data)
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("id_a,id_b,label\nc0,c1,1\nc2,c3,0\n", encoding="utf-8")
+    pairs = pairs_from_ids(csv, complaints)
+    assert [(p.a.id, p.b.id, p.label) for p in pairs] == [("c0", "c1", True), ("c2", "c3", False)]
+    assert pairs[0].a.kecamatan == "Wonokromo" and pairs[0].b.text == "keluhan nomor 1"
+    csv.write_text("id_a,id_b,label\nc0,c1,1\nc2,c9,0\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 3: id 'c9' is not in"):
+        pairs_from_ids(csv, complaints)
+    csv.write_text("a,b,label\n", encoding="utf-8")
+    with pytest.raises(DataError, match="header id_a,id_b,label"):
+        read_pair_ids_csv(csv)
+    csv.write_text("id_a,id_b,label\nc0,c1,2\n", encoding="utf-8")
+    with pytest.raises(DataError, match="line 2: 'label' must be"):
+        read_pair_ids_csv(csv)
+
+
+# --------------------------------------------------------------------------- finder
+
+
+def test_finder_shares_the_classifier_embedding_only_with_the_same_prompt(
+    tiny_bundle: Bundle,
+) -> None:
+    finder = DuplicateFinder(tiny_bundle)
+    texts = [LAMP, "banjir di jalan"]
+    emb = tiny_bundle.encoder.embed(texts)
+    assert finder.shares_classifier_embedding()  # the default: one encoder pass
+    assert finder.embed(texts, classifier_embeddings=emb) is emb
+    tiny_bundle.dedup.prompt = "passage: "
+    assert not finder.shares_classifier_embedding()
+    own = finder.embed(texts, classifier_embeddings=emb)
+    assert not np.allclose(own, emb)  # a second pass with the passage prompt
+    assert np.allclose(own, tiny_bundle.encoder.embed(texts, prompt="passage: "))
+    tiny_bundle.dedup.prompt = tiny_bundle.encoder.prompt
+    assert finder.embed(texts, classifier_embeddings=emb) is emb
+
+
+def test_embedding_id_follows_the_weights_and_prompt(tiny_bundle: Bundle) -> None:
+    finder = DuplicateFinder(tiny_bundle)
+    first = finder.embedding_id
+    tiny_bundle.version = "other-heads"
+    assert finder.embedding_id == first  # pretrained encoder: the same space across bundles
+    tiny_bundle.dedup.prompt = "passage: "
+    assert finder.embedding_id != first
+    tiny_bundle.encoder_spec.fine_tuned = True
+    assert "other-heads" in finder.embedding_id
+
+
+def test_dedup_spec_survives_save_and_load(tiny_bundle: Bundle, tmp_path: Path) -> None:
+    x, y = _synthetic_pairs(100)
+    tiny_bundle.dedup = fit_scorer(x, y)
+    tiny_bundle.save(tmp_path / "b")
+    loaded = Bundle.load(tmp_path / "b")
+    assert loaded.dedup == tiny_bundle.dedup
+    # saving a loaded bundle in place (as `dedup calibrate` does) keeps it loadable
+    loaded.dedup.threshold = 0.5
+    loaded.save(tmp_path / "b", overwrite=True)
+    assert Bundle.load(tmp_path / "b", verify_hashes=True).dedup.threshold == 0.5
+
+
+# ------------------------------------------------------------------------------- CLI
+
+STREETS = ["Ketintang Baru", "Jemursari", "Ngagel Jaya", "Manyar Kertoarjo", "Darmo Permai"]
+PLACES = [("Gayungan", "Ketintang"), ("Wonocolo", "Jemur Wonosari"), ("Wonokromo", "Ngagel")]
+
+
+def _labelled_pairs(n: int) -> list[dict[str, object]]:
+    """Re-reports of the same street light (same place, days apart) and different problems."""
+    rows: list[dict[str, object]] = []
+    for i in range(n):
+        street = STREETS[i % len(STREETS)]
+        kec, kel = PLACES[i % len(PLACES)]
+        a = {
+            "text": f"lampu jalan di Jl. {street} no {i + 3} mati sejak minggu lalu",
+            "created_at": f"2022-03-{1 + i % 20:02d}T08:00:00",
+            "kecamatan": kec,
+            "kelurahan": kel,
+        }
+        if i % 2 == 0:
+            b = {
+                "text": f"lampu PJU Jl. {street} nomor {i + 3} masih mati belum diperbaiki",
+                "created_at": f"2022-03-{3 + i % 20:02d}T10:00:00",
+                "kecamatan": kec,
+                "kelurahan": kel,
+            }
+        else:
+            other_kec, other_kel = PLACES[(i + 1) % len(PLACES)]
+            b = {
+                "text": f"sampah menumpuk di pasar {STREETS[(i + 2) % len(STREETS)]} bau sekali",
+                "created_at": f"2022-04-{1 + i % 25:02d}T10:00:00",
+                "kecamatan": other_kec,
+                "kelurahan": other_kel,
+            }
+        rows.append({"pair": f"p{i}", "a": a, "b": b, "label": i % 2 == 0})
+    return rows
+
+
+def test_cli_calibrate_then_score(tiny_bundle: Bundle, tmp_path: Path) -> None:
+    from cli.main import run
+
+    model = tmp_path / "bundle"
+    tiny_bundle.save(model)
+    pairs = _write_jsonl(tmp_path / "pairs.jsonl", _labelled_pairs(40))
+    assert run(["dedup", "calibrate", "--model", str(model), "--pairs", str(pairs)]) == 0
+    calibrated = Bundle.load(model, verify_hashes=True)
+    assert calibrated.dedup.calibrated
+    assert calibrated.dedup.metrics["pairs"] == 40
+    assert calibrated.dedup.metrics["cross_validated"]["f1"] > 0.9
+
+    unlabelled = [{k: v for k, v in row.items() if k != "label"} for row in _labelled_pairs(6)]
+    out = tmp_path / "scores.jsonl"
+    inp = _write_jsonl(tmp_path / "in.jsonl", unlabelled)
+    assert (
+        run(["dedup", "score", "--model", str(model), "--pairs", str(inp), "--out", str(out)]) == 0
+    )
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [line["pair"] for line in lines] == [f"p{i}" for i in range(6)]
+    assert set(lines[0]) == {"pair", "score", "duplicate"}
+    assert [line["duplicate"] for line in lines] == [i % 2 == 0 for i in range(6)]
+    for line in lines:
+        assert line["duplicate"] == (line["score"] >= calibrated.dedup.threshold)
+
+
+def test_cli_calibrate_from_ids_csv_needs_data(
+    tiny_bundle: Bundle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import run
+
+    model = tmp_path / "bundle"
+    tiny_bundle.save(model)
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("id_a,id_b,label\na,b,1\n", encoding="utf-8")
+    assert run(["dedup", "calibrate", "--model", str(model), "--pairs", str(csv)]) == 2
+    assert "pass --data" in capsys.readouterr().err
+
+
+def test_cli_calibrate_from_ids_csv(tiny_bundle: Bundle, tmp_path: Path) -> None:
+    from cli.main import run
+
+    model = tmp_path / "bundle"
+    tiny_bundle.save(model)
+    complaints, lines = [], ["id_a,id_b,label"]
+    for row in _labelled_pairs(30):
+        i = row["pair"]
+        complaints += [{"id": f"{i}a", **row["a"]}, {"id": f"{i}b", **row["b"]}]  # type: ignore[dict-item]
+        lines.append(f"{i}a,{i}b,{int(bool(row['label']))}")
+    data = _write_jsonl(tmp_path / "c.jsonl", complaints)
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["dedup", "calibrate", "--model", str(model), "--pairs", str(csv), "--data", str(data)]
+    assert run(args) == 0
+    assert Bundle.load(model).dedup.metrics["pairs"] == 30
+
+
+def test_cli_score_bad_line_is_one_clean_error(
+    tiny_bundle: Bundle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import run
+
+    model = tmp_path / "bundle"
+    tiny_bundle.save(model)
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"a": {"text": "x"}, "b": {"text": "y"}}\n{"a": 1}\n', encoding="utf-8")
+    out = tmp_path / "o.jsonl"
+    assert (
+        run(["dedup", "score", "--model", str(model), "--pairs", str(inp), "--out", str(out)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert f"{inp}: line 2" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_cli_clusters_groups_re_reports(tiny_bundle: Bundle, tmp_path: Path) -> None:
+    from cli.main import run
+    from training.dedup import calibrate_dedup
+
+    tiny_bundle.dedup.window_days = 30
+    calibrate_dedup(
+        tiny_bundle,
+        read_pairs_jsonl(
+            _write_jsonl(tmp_path / "p.jsonl", _labelled_pairs(40)), require_labels=True
+        ),
+    )
+    model = tmp_path / "bundle"
+    tiny_bundle.save(model)
+    rows = []
+    for i, (kec, kel) in enumerate(PLACES):
+        for d in range(3):  # three reports of one light per place
+            rows.append(
+                {
+                    "id": f"r{i}{d}",
+                    "text": f"lampu jalan di Jl. {STREETS[i]} no {i + 3} mati, telp 081234567890",
+                    "created_at": f"2022-03-{1 + 2 * d:02d}T08:00:00",
+                    "kecamatan": kec,
+                    "kelurahan": kel,
+                }
+            )
+    rows.append({"id": "lone", "text": "antrean vaksin panjang sekali", "created_at": "2022-03-02"})
+    data = _write_jsonl(tmp_path / "c.jsonl", rows)
+    out = tmp_path / "groups.jsonl"
+    assert (
+        run(["dedup", "clusters", "--model", str(model), "--data", str(data), "--out", str(out)])
+        == 0
+    )
+    groups = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    members = sorted(sorted(m["id"] for m in g["members"]) for g in groups)
+    assert members == [[f"r{i}{d}" for d in range(3)] for i in range(3)]
+    assert all(g["size"] == 3 for g in groups)
+    assert "081234567890" not in out.read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------- find in an index
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _hand_scorer() -> DedupSpec:
+    """A calibrated-looking scorer that only trusts cosine and kelurahan agreement."""
+    weights = [0.0] * len(FEATURES)
+    weights[FEATURES.index("cosine")] = 40.0
+    weights[FEATURES.index("same_kelurahan")] = 4.0
+    return DedupSpec(
+        calibrated=True,
+        features=list(FEATURES),
+        mean=[0.0] * len(FEATURES),
+        scale=[1.0] * len(FEATURES),
+        weights=weights,
+        bias=-38.0,
+        threshold=0.5,
+        window_days=30,
+        candidates=5,
+    )
+
+
+def test_find_scores_window_exact_and_self(tiny_bundle: Bundle, tmp_path: Path) -> None:
+    from model.index import SearchFilter, open_index
+
+    tiny_bundle.dedup = _hand_scorer()
+    finder = DuplicateFinder(tiny_bundle)
+    rng = np.random.default_rng(0)
+    base = _unit(rng.normal(size=(1, 8)))[0]
+    near = _unit(base + 0.05 * rng.normal(size=8))
+    far = _unit(rng.normal(size=8))
+    stored = [
+        (
+            make_complaint(
+                "lampu mati", id="same-kel", created_at="2022-03-01", kelurahan="Ketintang"
+            ),
+            near,
+        ),
+        (
+            make_complaint(
+                "lampu mati juga", id="other-kel", created_at="2022-03-02", kelurahan="Jagir"
+            ),
+            near,
+        ),
+        (
+            make_complaint(
+                "lampu mati", id="too-old", created_at="2021-01-01", kelurahan="Ketintang"
+            ),
+            near,
+        ),
+        (
+            make_complaint(
+                "banjir", id="unrelated", created_at="2022-03-02", kelurahan="Ketintang"
+            ),
+            far,
+        ),
+        (
+            make_complaint(
+                "Saya ulangi: KTP saya belum jadi!", id="resubmitted", created_at="2021-06-01"
+            ),
+            far,
+        ),
+    ]
+    with open_index(tmp_path / "idx", dim=8, embedding_id=finder.embedding_id) as index:
+        index.add([c for c, _ in stored], np.stack([v for _, v in stored]))
+        query = make_complaint(
+            "lampu jalan mati", id="new", created_at="2022-03-05", kelurahan="Ketintang"
+        )
+        resub = make_complaint(
+            "saya ulangi ktp saya belum jadi", id="new2", created_at="2022-03-05"
+        )
+        found = finder.find(index, [query, resub], np.stack([base, _unit(-far)]), k=5)
+        assert [m.id for m in found[0]] == ["same-kel"]  # other kelurahan, old, unrelated: no
+        assert found[0][0].score >= 0.5 and not found[0][0].exact
+        # an exact re-submission is found at any time, whatever its vector
+        assert [(m.id, m.exact, m.score) for m in found[1]] == [("resubmitted", True, 1.0)]
+        # a stored complaint never finds itself
+        again = finder.find(index, [stored[0][0]], near[None, :], k=5)
+        assert "same-kel" not in [m.id for m in again[0]]
+        # the caller's filter narrows candidates (here: a deployment's kecamatan)
+        narrowed = finder.find(
+            index, [query], base[None, :], flt=SearchFilter(kecamatan="Wonokromo")
+        )
+        assert narrowed == [[]]
+
+
+def test_find_with_uncalibrated_bundle_reports_only_exact(
+    tiny_bundle: Bundle, tmp_path: Path
+) -> None:
+    from model.index import open_index
+
+    finder = DuplicateFinder(tiny_bundle)
+    v = _unit(np.ones((2, 8)))
+    with open_index(tmp_path / "idx", dim=8, embedding_id="x") as index:
+        index.add([make_complaint("lampu mati", id="a"), make_complaint("lampu rusak", id="b")], v)
+        found = finder.find(index, [make_complaint("Lampu mati!", id="q")], v[:1])
+        assert [m.id for m in found[0]] == ["a"]

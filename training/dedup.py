@@ -1,0 +1,139 @@
+"""Calibrating a bundle's duplicate scorer on labelled pairs.
+
+`calibrate_dedup` embeds both sides of every pair with the bundle's duplicate
+embedding, computes the pair features and fits the logistic combiner and its
+threshold (`model.dedup.fit_scorer`); the result goes into `Bundle.dedup`.
+
+`pairs_from_duplicate_of` turns a complaint set whose rows carry
+`duplicate_of` (the project's sample data does) into labelled pairs: every
+pair inside a duplicate group is positive, and each complaint's nearest
+neighbours within the time window that are not in its group are negatives.
+The demo bundle is calibrated this way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from data.load import Complaints
+from data.pairs import Pair, PairSide
+from model.bundle import Bundle, DedupSpec
+from model.dedup import (
+    DuplicateFinder,
+    feature_matrix,
+    fit_scorer,
+    make_complaint,
+    pair_metrics,
+    parse_time,
+    score_features,
+)
+from model.index import IndexedComplaint
+
+
+def side_complaint(side: PairSide) -> IndexedComplaint:
+    return make_complaint(**asdict(side))
+
+
+def embed_pairs(
+    finder: DuplicateFinder, pairs: Sequence[Pair], *, batch_size: int = 32
+) -> tuple[list[IndexedComplaint], list[IndexedComplaint], np.ndarray, np.ndarray]:
+    """Both sides as index records and their duplicate embeddings (each distinct text once)."""
+    a = [side_complaint(p.a) for p in pairs]
+    b = [side_complaint(p.b) for p in pairs]
+    texts = list(dict.fromkeys(c.text for c in a + b))
+    vectors = finder.embed(texts, batch_size=batch_size)
+    row = {t: i for i, t in enumerate(texts)}
+    return a, b, vectors[[row[c.text] for c in a]], vectors[[row[c.text] for c in b]]
+
+
+def pair_feature_matrix(
+    finder: DuplicateFinder, pairs: Sequence[Pair], *, batch_size: int = 32
+) -> np.ndarray:
+    a, b, va, vb = embed_pairs(finder, pairs, batch_size=batch_size)
+    cosines = np.einsum("ij,ij->i", va, vb)
+    return feature_matrix(a, b, cosines, window_days=finder.spec.window_days)
+
+
+def calibrate_dedup(
+    bundle: Bundle, pairs: Sequence[Pair], *, batch_size: int = 32, seed: int = 0
+) -> DedupSpec:
+    """Fit the bundle's duplicate scorer on labelled pairs and store it in `bundle.dedup`."""
+    labels = np.array([p.label for p in pairs], dtype=object)
+    if any(v is None for v in labels):
+        raise ValueError("every calibration pair needs a label")
+    finder = DuplicateFinder(bundle)
+    x = pair_feature_matrix(finder, pairs, batch_size=batch_size)
+    spec = fit_scorer(x, labels.astype(int), base=bundle.dedup, seed=seed)
+    spec.metrics["pairs"] = len(pairs)
+    bundle.dedup = spec
+    return spec
+
+
+def evaluate_dedup(
+    bundle: Bundle, pairs: Sequence[Pair], *, batch_size: int = 32
+) -> dict[str, Any]:
+    """Precision, recall and F1 of the bundle's stored scorer and threshold on labelled pairs."""
+    finder = DuplicateFinder(bundle)
+    x = pair_feature_matrix(finder, pairs, batch_size=batch_size)
+    labels = np.array([bool(p.label) for p in pairs])
+    scores = score_features(bundle.dedup, x)
+    return pair_metrics(scores, labels, bundle.dedup.threshold).to_dict()
+
+
+def pairs_from_duplicate_of(
+    complaints: Complaints,
+    vectors: np.ndarray,
+    *,
+    window_days: int = 45,
+    negatives_per_complaint: int = 3,
+) -> list[Pair]:
+    """Labelled pairs from a `duplicate_of` column (see the module docstring)."""
+    ids = complaints.ids()
+    originals = complaints.labels("duplicate_of")
+    group = {id_: id_ for id_ in ids}
+
+    def root(x: str) -> str:
+        while group[x] != x:
+            x = group[x]
+        return x
+
+    for id_, orig in zip(ids, originals, strict=True):
+        if orig and orig in group:
+            group[root(id_)] = root(orig)
+    sides = {
+        id_: PairSide(text=t, id=id_, created_at=c, **loc)
+        for id_, t, c, loc in zip(
+            ids, complaints.texts(), complaints.created_at(), complaints.locations(), strict=True
+        )
+    }
+    times = [parse_time(sides[i].created_at) for i in ids]
+    members: dict[str, list[int]] = {}
+    for i, id_ in enumerate(ids):
+        members.setdefault(root(id_), []).append(i)
+    pairs: dict[tuple[int, int], bool] = {}
+    for rows in members.values():
+        for x, i in enumerate(rows):
+            for j in rows[x + 1 :]:
+                pairs[(i, j)] = True
+    sims = vectors @ vectors.T
+    for i in range(len(ids)):
+        taken = 0
+        for j in np.argsort(-sims[i], kind="stable"):
+            j = int(j)
+            if taken >= negatives_per_complaint:
+                break
+            if j == i or root(ids[i]) == root(ids[j]):
+                continue
+            ti, tj = times[i], times[j]
+            if ti and tj and abs((ti - tj).total_seconds()) > window_days * 86400:
+                continue
+            pairs.setdefault((min(i, j), max(i, j)), False)
+            taken += 1
+    return [
+        Pair(f"{ids[i]}|{ids[j]}", sides[ids[i]], sides[ids[j]], label)
+        for (i, j), label in sorted(pairs.items())
+    ]
