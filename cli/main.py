@@ -498,7 +498,7 @@ def predict_cmd(
 
 
 # Command groups kept in their own modules register themselves on `app`.
-from cli import dedup_cmd  # noqa: E402,F401
+from cli import dedup_cmd, serve_cmd  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

@@ -144,6 +144,12 @@ def _fix_mojibake_match(m: re.Match[str]) -> str:
         return m.group()
 
 
+#: The characters `normalize_text` turns into nothing (separators, control and
+#: format characters, invisible ones), as the body of a regex character class.
+#: A text made only of these is empty; the API uses this to reject blank texts.
+BLANK_CHARACTERS: str = _SPACE_RUN_RE.pattern[1:-2] + _INVISIBLE_RE.pattern[1:-1]
+
+
 def normalize_text(text: str) -> str:
     """Clean up a complaint's Unicode for the model; idempotent and never raises.
 

@@ -128,6 +128,14 @@ def parse_time(value: str | None) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=LOCAL_TZ)
 
 
+def _shifted(t: datetime, delta: timedelta) -> str | None:
+    """`t + delta` in ISO 8601; None (no bound) past the calendar's ends (years 1 and 9999)."""
+    try:
+        return (t + delta).isoformat()
+    except OverflowError:
+        return None
+
+
 # --------------------------------------------------------------------------- features
 
 
@@ -407,8 +415,8 @@ class DuplicateFinder:
         span = timedelta(days=self.spec.window_days)
         return replace(
             flt,
-            since=flt.since or (t - span).isoformat(),
-            until=flt.until or (t + span).isoformat(),
+            since=flt.since or _shifted(t, -span),
+            until=flt.until or _shifted(t, span),
             exclude_ids=frozenset(exclude),
         )
 

@@ -23,6 +23,15 @@ def fsync_tree(folder: Path) -> None:
                 os.fsync(fh.fileno())
 
 
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a new or renamed file in it) to disk."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def file_sizes(folder: Path) -> dict[str, int]:
     """Relative path -> size of every file below `folder` (a cheap completeness check)."""
     return {

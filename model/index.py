@@ -77,6 +77,8 @@ from typing import Any, Protocol, runtime_checkable
 import faiss as _faiss
 import numpy as np
 
+from model.files import fsync_dir
+
 # faiss 1.15 ships partial type stubs (no DirectMap, no IO callbacks, no kwargs for
 # search parameters): use it untyped.
 faiss: Any = _faiss
@@ -892,14 +894,6 @@ def _catch_up(cache: _Cache, conn: sqlite3.Connection, dim: int, where: Path) ->
 
 
 # --------------------------------------------------------------------------- snapshots
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_durably(target: Path, write: Any) -> tuple[int, int]:
     """Write `target` through `write(fh) -> crc32` into a temporary file, fsync it and
     rename it into place; returns (size, crc32). A kill leaves only a temporary file."""
@@ -970,7 +964,7 @@ def write_snapshot(folder: Path, cache: _Cache, info: dict[str, Any]) -> dict[st
         },
     }
     _write_durably(folder / SNAPSHOT_FILE, _write_bytes(json.dumps(meta, indent=1).encode()))
-    _fsync_dir(folder)
+    fsync_dir(folder)
     for old in folder.glob("snapshot-*"):
         if old.name not in (faiss_name, columns_name):
             old.unlink(missing_ok=True)
@@ -1792,6 +1786,26 @@ class FaissSqliteIndex:
 
     def __repr__(self) -> str:
         return f"FaissSqliteIndex({str(self.path)!r}, dim={self.dim}, {self.embedding_id!r})"
+
+
+def read_index_identity(path: str | Path) -> tuple[str, int] | None:
+    """(embedding_id, dim) of an existing index folder, without opening (or locking) it.
+
+    None when the folder holds no index or its metadata cannot be read; opening
+    it with `open_index` then reports what is wrong.
+    """
+    db = Path(path) / DB_FILE
+    if not db.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        finally:
+            conn.close()
+        return str(meta["embedding_id"]), int(meta["dim"])
+    except (sqlite3.Error, KeyError, ValueError):
+        return None
 
 
 def open_index(

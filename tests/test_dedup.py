@@ -511,3 +511,11 @@ def test_find_with_uncalibrated_bundle_reports_only_exact(
         index.add([make_complaint("lampu mati", id="a"), make_complaint("lampu rusak", id="b")], v)
         found = finder.find(index, [make_complaint("Lampu mati!", id="q")], v[:1])
         assert [m.id for m in found[0]] == ["a"]
+
+
+def test_window_near_the_ends_of_the_calendar_has_no_bound_there(tiny_bundle: Bundle) -> None:
+    finder = DuplicateFinder(tiny_bundle)
+    early = finder.window(make_complaint("x", id="a", created_at="0001-01-05T00:00:00"), None)
+    assert early.since is None and early.until is not None
+    late = finder.window(make_complaint("x", id="b", created_at="9999-12-30T00:00:00"), None)
+    assert late.until is None and late.since is not None

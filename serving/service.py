@@ -1,0 +1,352 @@
+"""The running service: loading, readiness, the model worker, reloads, feedback.
+
+One `Service` per app. It loads the bundle and opens the index once (in a
+background thread, so `/healthz` answers at once and `/readyz` says 503 until
+both are ready), owns the micro-batcher and its single worker thread, and
+swaps models on reload.
+
+Reload: the new bundle is loaded and checked (a tiny prediction, the dedup
+scorer's features) off the event loop while the old one keeps serving; then
+the `Served` value is replaced in one assignment. A batch reads it once at its
+start, so requests in flight finish on the old bundle and nothing fails. When
+the new bundle's duplicate embedding differs, the index is re-embedded first
+(see `serving.reindex`), and the index swap runs on the worker thread. A
+failed load keeps the old model and is reported as `reload_failed` (422).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data.text import redact
+from model.bundle import Bundle, BundleError
+from model.dedup import FEATURES, DuplicateFinder, score_features
+from model.index import ComplaintIndex, ComplaintIndexError, IndexedComplaint, open_index
+from model.predict import predict
+from serving import reindex
+from serving.batcher import MicroBatcher
+from serving.engine import Engine, Served
+from serving.feedback import FeedbackStore
+from serving.metrics import Metrics
+from serving.settings import Settings
+
+log = logging.getLogger("aduan.serving")
+
+
+class ReloadError(Exception):
+    """A reload was refused or failed; `code` and `status` say how to answer."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def load_bundle(path: Path) -> Bundle:
+    """Load a bundle and check that it predicts and that its dedup scorer is usable."""
+    bundle = Bundle.load(path)
+    if not bundle.head_specs:
+        raise BundleError(f"{path}: the bundle has no heads")
+    predict(bundle, ["uji coba lampu jalan mati"], top_k=1)
+    try:
+        score_features(bundle.dedup, np.zeros((1, len(FEATURES))))
+    except ValueError as exc:
+        raise BundleError(f"{path}: {exc}") from None
+    return bundle
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Service:
+    """Loads and serves one model at a time; see the module docstring."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.engine = Engine(
+            metrics,
+            encode_batch=settings.encode_batch,
+            duplicates_k=settings.duplicates_k,
+            bf16=settings.bf16,
+        )
+        self.feedback = FeedbackStore(settings.feedback_path())
+        self.batcher: MicroBatcher | None = None
+        self.status = "loading"
+        self.reason: str | None = "loading the model and the duplicate index"
+        self.model_path = settings.model_path()
+        self.index_path = settings.index_path()
+        self.reloading = False
+        self._cancel = threading.Event()
+        self._loader: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self, *, wait: bool = False) -> None:
+        """Start the worker; load the model in the background (or before returning)."""
+        import torch
+
+        torch.set_num_threads(self.settings.threads())
+        s = self.settings
+        self.batcher = MicroBatcher(
+            self.engine.process,
+            max_batch=s.micro_batch,
+            wait_s=s.batch_wait_ms / 1000,
+            max_queue=s.max_queue,
+            timeout_s=s.request_timeout_s,
+            on_depth=self.metrics.queue_depth.set,
+        )
+        self.batcher.start()
+        self.metrics.set_index_size(self._index_size)
+        if wait:
+            await asyncio.to_thread(self._load)
+        else:
+            self._loader = threading.Thread(target=self._load, name="aduan-load", daemon=True)
+            self._loader.start()
+
+    async def stop(self) -> None:
+        self._cancel.set()
+        if self.batcher is not None:
+            await self.batcher.stop()
+        if self._loader is not None:
+            await asyncio.to_thread(self._loader.join, 60)
+        served = self.engine.served
+        if served is not None:
+            await asyncio.to_thread(served.index.close)
+        self.status, self.reason = "failed", "the server stopped"
+
+    def _index_size(self) -> float:
+        served = self.engine.served
+        return float(len(served.index)) if served is not None else 0.0
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            bundle = load_bundle(self.model_path)
+            finder = DuplicateFinder(bundle)
+            index, n = reindex.open_for(
+                self.index_path, finder, progress=self._progress, cancel=self._cancel
+            )
+        except reindex.Cancelled:
+            self.status, self.reason = "failed", "stopped while re-embedding the index"
+            return
+        except Exception as exc:  # the server stays up and says why it is not ready
+            self.status, self.reason = "failed", _load_error(exc)
+            log.error("not ready: %s", self.reason)
+            return
+        self.engine.served = Served(bundle, finder, index, self.model_path, _now())
+        self.metrics.set_model(bundle.version, bundle.name)
+        self.status, self.reason = "ready", None
+        log.info(
+            "ready in %.1f s: model %s (%s), index %d complaints%s",
+            time.perf_counter() - started,
+            bundle.version,
+            bundle.name,
+            len(index),
+            f", {n} re-embedded" if n is not None else "",
+        )
+
+    def _progress(self, done: int, total: int) -> None:
+        self.status = "reindexing"
+        self.reason = f"re-embedding the duplicate index for this model: {done}/{total} complaints"
+        if done == total or done % 5000 < 256:
+            log.info("%s", self.reason)
+
+    def ready(self) -> Served | None:
+        return self.engine.served if self.status == "ready" else None
+
+    # ------------------------------------------------------------------- reload
+    async def reload(self, path: str | None = None, *, source: str = "api") -> dict[str, Any]:
+        """Load a bundle (default: the served path, re-read) and swap it in; see above."""
+        old = self.ready()
+        if old is None or self.batcher is None:
+            raise ReloadError(503, "not_ready", f"cannot reload while {self.status}")
+        if self.reloading:
+            raise ReloadError(409, "reload_in_progress", "another reload is running; try later")
+        self.reloading = True
+        started = time.perf_counter()
+        try:
+            target = Path(path).expanduser() if path else self.model_path
+            try:
+                bundle = await asyncio.to_thread(load_bundle, target)
+            except Exception as exc:
+                self.metrics.reloads.labels(result="failed").inc()
+                reason = _load_error(exc)
+                log.warning("reload (%s) failed, still serving %s: %s", source, old.version, reason)
+                raise ReloadError(
+                    422,
+                    "reload_failed",
+                    f"the model was not reloaded, {old.version} keeps serving: {reason}",
+                ) from None
+            finder = DuplicateFinder(bundle)
+            reindexed: int | None = None
+            if (finder.embedding_id, finder.dim) == (old.finder.embedding_id, old.finder.dim):
+                self.engine.served = Served(bundle, finder, old.index, target, _now())
+            else:
+                reindexed = await self._reembed_and_swap(old, bundle, finder, target)
+            self.model_path = target
+            self.metrics.set_model(bundle.version, bundle.name)
+            self.metrics.reloads.labels(result="ok").inc()
+            seconds = time.perf_counter() - started
+            log.info(
+                "reloaded (%s) in %.1f s: model %s -> %s", source, seconds, old.version,
+                bundle.version,
+            )  # fmt: skip
+            return {
+                "model_version": bundle.version or "unsaved",
+                "previous_version": old.version,
+                "path": str(target),
+                "reindexed": reindexed,
+                "seconds": round(seconds, 3),
+            }
+        finally:
+            self.reloading = False
+
+    async def _reembed_and_swap(
+        self, old: Served, bundle: Bundle, finder: DuplicateFinder, target: Path
+    ) -> int:
+        """Fill a fresh index for the new embedding while the old model serves, then swap."""
+        assert self.batcher is not None
+        path = self.index_path
+        fresh_path = reindex.sibling(path, finder.embedding_id)
+        self.engine.journal = set()
+        log.info("the new model embeds duplicates differently: re-embedding the index")
+
+        def build() -> tuple[ComplaintIndex, int]:
+            fresh = open_index(fresh_path, dim=finder.dim, embedding_id=finder.embedding_id)
+            try:
+                return fresh, reindex.reembed(old.index, fresh, finder, cancel=self._cancel)
+            except BaseException:
+                fresh.close()
+                raise
+
+        try:
+            fresh, n = await asyncio.to_thread(build)
+        except Exception as exc:
+            self.engine.journal = None
+            self.metrics.reloads.labels(result="failed").inc()
+            raise ReloadError(
+                422 if isinstance(exc, ComplaintIndexError) else 500,
+                "reload_failed",
+                f"re-embedding the index failed, {old.version} keeps serving: {_load_error(exc)}",
+            ) from None
+
+        def swap() -> None:  # on the worker thread: no index write can slip in
+            journal, self.engine.journal = self.engine.journal or set(), None
+            reindex.replay(old.index, fresh, finder, journal)
+            fresh.close()
+            old.index.close()
+            try:
+                reindex.swap_folders(path, fresh_path)
+                index = open_index(path, dim=finder.dim, embedding_id=finder.embedding_id)
+            except Exception:
+                # Put the old index back so the old model keeps working.
+                if not path.exists() and reindex.backup_path(path).exists():
+                    reindex.backup_path(path).rename(path)
+                back = open_index(path, dim=old.finder.dim, embedding_id=old.finder.embedding_id)
+                self.engine.served = Served(old.bundle, old.finder, back, old.path, old.loaded_at)
+                raise
+            self.engine.served = Served(bundle, finder, index, target, _now())
+
+        try:
+            await self.batcher.call(swap)
+        except Exception as exc:
+            self.metrics.reloads.labels(result="failed").inc()
+            raise ReloadError(
+                500, "reload_failed", f"swapping the index failed: {_load_error(exc)}"
+            ) from None
+        return n
+
+    # --------------------------------------------------------------- feedback
+    async def lookup(self, complaint_id: str) -> IndexedComplaint | None:
+        served = self.ready()
+        if served is None:
+            return None
+        found = await asyncio.to_thread(served.index.get, [complaint_id])
+        return found.get(complaint_id)
+
+    # ------------------------------------------------------------------- model
+    def model_info(self, served: Served) -> dict[str, Any]:
+        b = served.bundle
+        heads = {
+            name: {
+                "labels": spec.labels,
+                "n_labels": len(spec.labels),
+                "trained": spec.trained,
+                "temperature": spec.temperature,
+                "abstain_threshold": spec.abstain_threshold,
+                "rare_labels": spec.rare_labels,
+            }
+            for name, spec in b.head_specs.items()
+        }
+        dedup = b.dedup
+        data = b.training.get("data", {}) if isinstance(b.training, dict) else {}
+        return _jsonable(
+            {
+                "name": b.name,
+                "version": served.version,
+                "path": str(served.path),
+                "created_at": b.created_at,
+                "loaded_at": served.loaded_at,
+                "encoder": {
+                    "name": b.encoder_spec.name,
+                    "fine_tuned": b.encoder_spec.fine_tuned,
+                    "max_length": b.encoder_spec.max_length,
+                },
+                "heads": heads,
+                "training_data": data,
+                "dev_metrics": b.metrics.get("dev", b.metrics),
+                "dedup": {
+                    "calibrated": dedup.calibrated,
+                    "threshold": dedup.threshold,
+                    "window_days": dedup.window_days,
+                    "candidates": dedup.candidates,
+                    "prompt": dedup.prompt,
+                    "metrics": dedup.metrics,
+                    "embedding_id": served.finder.embedding_id,
+                },
+                "index": {"size": len(served.index), "path": str(self.index_path)},
+            }
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types (bundle metadata built in code may hold numpy scalars or tuples)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _load_error(exc: BaseException) -> str:
+    """A reason safe to show: our own errors' messages (they never quote text), else the type."""
+    from data.schema import DataError
+    from model.encoder import EncoderError
+
+    # Paths come from operators and could hold anything: redacted like any shown text.
+    if isinstance(exc, (BundleError, ComplaintIndexError, DataError, EncoderError)):
+        return redact(str(exc))
+    if isinstance(exc, FileNotFoundError):
+        return redact(f"{exc.filename or 'a file'}: not found")
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or 'I/O error'}"
+    from serving.errors import log_exception
+
+    log_exception(exc, "model load")
+    return f"unexpected {type(exc).__name__} while loading (see the server log)"
