@@ -25,10 +25,9 @@ encoder: install
 demo-bundle: encoder
 	$(BIN)/aduan bundle demo
 
-# The HTTP API is the next milestone (issue 5); until it lands, `serve` stops
-# after preparing the encoder and the demo bundle, and says so.
+# Prepare the encoder and the demo bundle (if none), then serve the API on 127.0.0.1:8000.
 serve: demo-bundle
-	@echo "The model is ready. The HTTP API (aduan serve) is not built yet: see README.md."
+	$(BIN)/aduan serve
 
 test: install
 	$(BIN)/python -m pytest
