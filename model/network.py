@@ -18,6 +18,16 @@ import torch
 from torch import nn
 
 
+def native_bf16() -> bool:
+    """True when this CPU runs bf16 matmuls natively (else autocast only slows it down)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class TextEncoder(nn.Module):
     """A transformers encoder + tokenizer with e5's prompt, mean pooling and L2 norm."""
 

@@ -30,6 +30,7 @@ from data.text import redact
 from model.bundle import Bundle, BundleError
 from model.dedup import FEATURES, DuplicateFinder, score_features
 from model.index import ComplaintIndex, ComplaintIndexError, IndexedComplaint, open_index
+from model.network import native_bf16
 from model.predict import predict
 from serving import reindex
 from serving.batcher import MicroBatcher
@@ -78,7 +79,7 @@ class Service:
             metrics,
             encode_batch=settings.encode_batch,
             duplicates_k=settings.duplicates_k,
-            bf16=settings.bf16,
+            bf16=native_bf16() if settings.bf16 is None else settings.bf16,
         )
         self.feedback = FeedbackStore(settings.feedback_path())
         self.batcher: MicroBatcher | None = None

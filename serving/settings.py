@@ -60,11 +60,12 @@ class Settings(BaseSettings):
         description="Texts per encoder pass inside a micro-batch (sorted by length). Small "
         "is best on CPU: padding a long batch costs more than batching saves.",
     )
-    bf16: bool = Field(
-        default=False,
-        description="Run the model under bf16 autocast (for CPUs with native bf16, "
-        "AVX512-BF16 or AMX). bench/serve.py --bf16-probe measures speed and agreement; "
-        "off by default until evaluated on a full test set.",
+    bf16: bool | None = Field(
+        default=None,
+        description="Run the model under bf16 autocast. Empty (the default): on when the CPU "
+        "has native bf16 (AVX512-BF16 or AMX), where bench/fastpath.py measured 1.3x lower "
+        "latency and 1.6x throughput for an accuracy change of -0.001 to -0.002; off "
+        "elsewhere, where it would only slow the model down.",
     )
     micro_batch: int = Field(default=32, ge=1, description="Most complaints in one model call.")
     max_queue: int = Field(

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from data.load import Complaints
 from model.bundle import Bundle, EncoderSpec
 from model.encoder import ensure_encoder
+from model.network import native_bf16
 from model.predict import preprocess
 from training.calibration import calibrate_heads
 from training.splits import kept_labels, label_indices
@@ -92,16 +93,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"{p}: unknown config key(s): {', '.join(unknown)}")
         return cls(**raw)
-
-
-def native_bf16() -> bool:
-    """True when this CPU runs bf16 matmuls natively (else autocast only slows it down)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def release_freed_memory() -> None:

@@ -1,0 +1,114 @@
+"""CPU fast paths for serving: speed and accuracy of fp32, bf16 autocast and int8 weights.
+
+    python bench/fastpath.py --model BUNDLE [--data surabaya-2022] [--threads 2]
+
+For each path, on the latest 15% of the data by date (the time-split test
+slice; the bundle should have been trained on the rest), it reports:
+
+- single-complaint latency (p50/p90 of `predict` on one text, the API's
+  unbatched case) and batch throughput (texts/s at batch 32);
+- accuracy of every head against the labels, top-1 agreement with fp32, and
+  the lowest cosine between the path's embedding and fp32's (the duplicate
+  search reads the same embedding).
+
+Paths: `fp32`; `bf16` (torch.autocast on CPU; native on CPUs with AVX512-BF16
+or AMX); `int8` (torch dynamic quantisation of the encoder's Linear layers).
+What `torch.backends.cpu.get_cpu_capability()` reports is printed first.
+Texts are read from ../shared/data and never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--data", default="surabaya-2022")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--latency-texts", type=int, default=60)
+    args = parser.parse_args()
+
+    import torch
+
+    from data.load import load_complaints
+    from data.splits import time_split
+    from model.bundle import Bundle
+    from model.predict import predict
+
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, cpu capability {torch.backends.cpu.get_cpu_capability()}")
+    bundle = Bundle.load(args.model)
+    heads = list(bundle.head_specs)
+    data = load_complaints(args.data, label_columns=heads)
+    _, test = time_split(data, 0.15)
+    texts = test.texts()
+    gold = {h: test.labels(h) for h in heads}
+    print(f"{len(texts)} test complaints, heads {heads}")
+
+    @contextlib.contextmanager
+    def nothing() -> Iterator[None]:
+        yield
+
+    def bf16() -> contextlib.AbstractContextManager[None]:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    fp32_encoder = bundle.encoder
+    int8_encoder = torch.ao.quantization.quantize_dynamic(
+        copy.deepcopy(fp32_encoder), {torch.nn.Linear}, dtype=torch.qint8
+    )
+    paths: list[tuple[str, Callable[[], contextlib.AbstractContextManager[None]], object]] = [
+        ("fp32", nothing, fp32_encoder),
+        ("bf16", bf16, fp32_encoder),
+        ("int8", nothing, int8_encoder),
+    ]
+    reference: dict[str, list] = {}
+    ref_emb = None
+    print(
+        f"\n{'path':<6}{'p50 ms':>8}{'p90 ms':>8}{'texts/s':>9}"
+        + "".join(f"{h + ' acc':>14}{'agree':>7}" for h in heads)
+        + f"{'min cos':>9}"
+    )
+    for name, ctx, encoder in paths:
+        bundle.encoder = encoder  # type: ignore[assignment]
+        with ctx():
+            one = texts[: args.latency_texts]
+            predict(bundle, one[:5])  # warm-up
+            lat = []
+            for t in one:
+                started = time.perf_counter()
+                predict(bundle, [t])
+                lat.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            preds = predict(bundle, texts, batch_size=32, with_embeddings=True)
+            rate = len(texts) / (time.perf_counter() - started)
+        tops = {h: [p.heads[h].top[0].label for p in preds] for h in heads}
+        emb = np.stack([p.embedding for p in preds])
+        if name == "fp32":
+            reference, ref_emb = tops, emb
+        cells = ""
+        for h in heads:
+            labelled = [i for i, g in enumerate(gold[h]) if g is not None]
+            acc = sum(tops[h][i] == gold[h][i] for i in labelled) / len(labelled)
+            agree = sum(a == b for a, b in zip(tops[h], reference[h], strict=True)) / len(texts)
+            cells += f"{acc:>14.4f}{agree:>7.3f}"
+        cos = float(np.min(np.einsum("ij,ij->i", emb, ref_emb)))
+        p90 = statistics.quantiles(lat, n=10)[-1]
+        print(f"{name:<6}{statistics.median(lat):>8.1f}{p90:>8.1f}{rate:>9.1f}{cells}{cos:>9.5f}")
+    bundle.encoder = fp32_encoder
+
+
+if __name__ == "__main__":
+    main()
