@@ -1,6 +1,9 @@
 """CPU fast paths for serving: speed and accuracy of fp32, bf16 autocast and int8 weights.
 
-    python bench/fastpath.py --model BUNDLE [--data surabaya-2022] [--threads 2]
+    OMP_WAIT_POLICY=PASSIVE python bench/fastpath.py --model BUNDLE [--data surabaya-2022]
+
+(`aduan serve` sets OMP_WAIT_POLICY=PASSIVE; without it torch's idle OpenMP
+threads spin and slow ONNX Runtime down in the same process.)
 
 For each path, on the latest 15% of the data by date (the time-split test
 slice; the bundle should have been trained on the rest), it reports:
@@ -12,7 +15,8 @@ slice; the bundle should have been trained on the rest), it reports:
   search reads the same embedding).
 
 Paths: `fp32`; `bf16` (torch.autocast on CPU; native on CPUs with AVX512-BF16
-or AMX); `int8` (torch dynamic quantisation of the encoder's Linear layers).
+or AMX); `int8` (torch dynamic quantisation of the encoder's Linear layers);
+`onnx` (the fp32 encoder exported to ONNX and run by ONNX Runtime, model.onnx).
 What `torch.backends.cpu.get_cpu_capability()` reports is printed first.
 Texts are read from ../shared/data and never printed.
 """
@@ -24,6 +28,7 @@ import contextlib
 import copy
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,6 +51,7 @@ def main() -> None:
     from data.load import load_complaints
     from data.splits import time_split
     from model.bundle import Bundle
+    from model.onnx import enable_onnx
     from model.predict import predict
 
     torch.set_num_threads(args.threads)
@@ -69,10 +75,16 @@ def main() -> None:
     int8_encoder = torch.ao.quantization.quantize_dynamic(
         copy.deepcopy(fp32_encoder), {torch.nn.Linear}, dtype=torch.qint8
     )
+    onnx_encoder = copy.deepcopy(fp32_encoder)
+    probe = copy.copy(bundle)
+    probe.encoder = onnx_encoder
+    with tempfile.TemporaryDirectory(prefix="aduan-onnx-") as tmp:
+        enable_onnx(probe, threads=args.threads, cache=Path(tmp))  # the session keeps the file
     paths: list[tuple[str, Callable[[], contextlib.AbstractContextManager[None]], object]] = [
         ("fp32", nothing, fp32_encoder),
         ("bf16", bf16, fp32_encoder),
         ("int8", nothing, int8_encoder),
+        ("onnx", nothing, onnx_encoder),
     ]
     reference: dict[str, list] = {}
     ref_emb = None

@@ -30,10 +30,9 @@
    that calls a transformers "feature-extraction" pipeline on the bundle's
    encoder folder (local files only) per request, mean-pools, and applies the
    bundle's linear heads; no batching, no duplicate search (so it does less
-   work per request than aduan). The "aduan" server runs in fp32
-   (`ADUAN_BF16=false`). With `--bf16-server`, a third server: aduan with
-   `ADUAN_BF16=true` (what `aduan serve` does by default on CPUs with native
-   bf16) on a copy of the index. `--bf16-probe` measures bf16
+   work per request than aduan). The "aduan" server runs with the defaults
+   (the encoder in ONNX Runtime). With `--bf16-server`, a third server: aduan
+   with `ADUAN_RUNTIME=torch ADUAN_BF16=true` on a copy of the index. `--bf16-probe` measures bf16
    autocast in process (speed at batch 32, top-1 agreement, min cosine).
 
 All servers run with OMP_WAIT_POLICY=PASSIVE (what `aduan serve` sets by
@@ -487,9 +486,8 @@ def main() -> None:
                "ADUAN_FEEDBACK_DIR": str(Path(tmp) / "feedback")}  # fmt: skip
         cmd = [str(BIN / "aduan"), "serve", "--model", str(model), "--index", str(index_path),
                "--port", str(port)]  # fmt: skip
-        # "aduan" runs in fp32 whatever the CPU; "aduan-bf16" is the default where bf16 is native.
-        env_fp32 = {**env, "ADUAN_BF16": "false"}
-        servers = [Server("aduan", cmd, env_fp32, port, Path(tmp) / "aduan.log")]
+        # "aduan": the defaults (ONNX Runtime); "aduan-torch-bf16": eager torch with bf16.
+        servers = [Server("aduan", cmd, env, port, Path(tmp) / "aduan.log")]
         if args.bf16_server:  # the same with ADUAN_BF16 on a copy of the index (one opener each)
             import shutil
 
@@ -498,8 +496,8 @@ def main() -> None:
             port = free_port()
             cmd = [str(BIN / "aduan"), "serve", "--model", str(model), "--index", str(copy),
                    "--port", str(port)]  # fmt: skip
-            env_bf16 = {**env, "ADUAN_BF16": "true"}
-            servers.append(Server("aduan-bf16", cmd, env_bf16, port, Path(tmp) / "bf16.log"))
+            env_bf16 = {**env, "ADUAN_RUNTIME": "torch", "ADUAN_BF16": "true"}
+            servers.append(Server("aduan-torch-bf16", cmd, env_bf16, port, Path(tmp) / "bf16.log"))
         if not args.skip_naive:
             app = Path(tmp) / "naive_app.py"
             app.write_text(NAIVE_APP, encoding="utf-8")

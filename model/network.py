@@ -37,6 +37,8 @@ class TextEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.prompt = prompt
         self.max_length = max_length
+        # Set by model.onnx.enable_onnx: runs `embed`'s forward pass in ONNX Runtime.
+        self.onnx: Any = None
 
     @classmethod
     def load(cls, folder: str | Path, *, prompt: str, max_length: int) -> TextEncoder:
@@ -78,7 +80,10 @@ class TextEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """L2-normalised mean of the last hidden states over real (non-pad) tokens."""
-        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.onnx is not None and not torch.is_grad_enabled():
+            hidden = self.onnx(input_ids, attention_mask)
+        else:
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         return nn.functional.normalize(pooled, dim=-1)

@@ -31,6 +31,7 @@ from model.bundle import Bundle, BundleError
 from model.dedup import FEATURES, DuplicateFinder, score_features
 from model.index import ComplaintIndex, ComplaintIndexError, IndexedComplaint, open_index
 from model.network import native_bf16
+from model.onnx import enable_onnx
 from model.predict import predict
 from serving import reindex
 from serving.batcher import MicroBatcher
@@ -52,11 +53,23 @@ class ReloadError(Exception):
         self.message = message
 
 
-def load_bundle(path: Path) -> Bundle:
-    """Load a bundle and check that it predicts and that its dedup scorer is usable."""
+def load_bundle(path: Path, *, runtime: str = "torch", threads: int = 1) -> Bundle:
+    """Load a bundle and check that it predicts and that its dedup scorer is usable.
+
+    With `runtime="onnx"` the encoder's forward pass runs in ONNX Runtime
+    (model.onnx); if the export fails, the bundle is served with torch and a
+    warning says why.
+    """
     bundle = Bundle.load(path)
     if not bundle.head_specs:
         raise BundleError(f"{path}: the bundle has no heads")
+    if runtime == "onnx":
+        try:
+            enable_onnx(bundle, threads=threads)
+        except Exception as exc:  # the torch path still works: serve with it
+            log.warning(
+                "ONNX Runtime unavailable for %s (%s); using torch", path, type(exc).__name__
+            )
     predict(bundle, ["uji coba lampu jalan mati"], top_k=1)
     try:
         score_features(bundle.dedup, np.zeros((1, len(FEATURES))))
@@ -79,7 +92,8 @@ class Service:
             metrics,
             encode_batch=settings.encode_batch,
             duplicates_k=settings.duplicates_k,
-            bf16=native_bf16() if settings.bf16 is None else settings.bf16,
+            bf16=settings.runtime == "torch"
+            and (native_bf16() if settings.bf16 is None else settings.bf16),
         )
         self.feedback = FeedbackStore(settings.feedback_path())
         self.batcher: MicroBatcher | None = None
@@ -132,7 +146,9 @@ class Service:
     def _load(self) -> None:
         started = time.perf_counter()
         try:
-            bundle = load_bundle(self.model_path)
+            bundle = load_bundle(
+                self.model_path, runtime=self.settings.runtime, threads=self.settings.threads()
+            )
             finder = DuplicateFinder(bundle)
             index, n = reindex.open_for(
                 self.index_path, finder, progress=self._progress, cancel=self._cancel
@@ -178,7 +194,12 @@ class Service:
         try:
             target = Path(path).expanduser() if path else self.model_path
             try:
-                bundle = await asyncio.to_thread(load_bundle, target)
+                bundle = await asyncio.to_thread(
+                    load_bundle,
+                    target,
+                    runtime=self.settings.runtime,
+                    threads=self.settings.threads(),
+                )
             except Exception as exc:
                 self.metrics.reloads.labels(result="failed").inc()
                 reason = _load_error(exc)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,9 +61,16 @@ class Settings(BaseSettings):
         description="Texts per encoder pass inside a micro-batch (sorted by length). Small "
         "is best on CPU: padding a long batch costs more than batching saves.",
     )
+    runtime: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="What runs the encoder's forward pass: onnx (ONNX Runtime; exported "
+        "once per bundle into $ADUAN_HOME/onnx; the same embeddings as torch, measured "
+        "faster by bench/fastpath.py) or torch (eager PyTorch, with ADUAN_BF16).",
+    )
     bf16: bool | None = Field(
         default=None,
-        description="Run the model under bf16 autocast. Empty (the default): on when the CPU "
+        description="With ADUAN_RUNTIME=torch: run the model under bf16 autocast. Empty (the "
+        "default): on when the CPU "
         "has native bf16 (AVX512-BF16 or AMX), where bench/fastpath.py measured 1.3x lower "
         "latency and 1.6x throughput for an accuracy change of -0.001 to -0.002; off "
         "elsewhere, where it would only slow the model down.",

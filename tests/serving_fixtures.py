@@ -118,7 +118,9 @@ def make_app(tmp_path: Path, bundle_dir: Path) -> AppFactory:
             "feedback_dir": tmp_path / "feedback",
             "torch_threads": 1,
             "batch_wait_ms": 1.0,
-            "bf16": False,  # exact comparisons with predict(); tests that want bf16 say so
+            # exact comparisons with predict(); tests of the fast paths say so
+            "runtime": "torch",
+            "bf16": False,
         }
         values.update(overrides)
         return create_app(Settings(**values), wait_for_load=True)

@@ -348,3 +348,19 @@ def test_bf16_autocast_is_an_option(make_app: AppFactory) -> None:
         b = {x["label"]: x["score"] for x in bf16["heads"][head]["top"]}
         assert a.keys() == b.keys()
         assert all(abs(a[k] - b[k]) < 0.02 for k in a)
+
+
+def test_onnx_runtime_serves_the_same_answers(
+    make_app: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADUAN_HOME", str(tmp_path / "home"))  # where the export is cached
+    with TestClient(make_app()) as c:
+        torch_out = c.post("/v1/route", json={"text": TEXT_JALAN, "top_k": 4}).json()
+    with TestClient(make_app(runtime="onnx")) as c:
+        onnx_out = c.post("/v1/route", json={"text": TEXT_JALAN, "top_k": 4}).json()
+    assert list((tmp_path / "home" / "onnx").glob("*.onnx"))
+    for head in ("agency", "topic"):
+        a = [(x["label"], x["score"]) for x in torch_out["heads"][head]["top"]]
+        b = [(x["label"], x["score"]) for x in onnx_out["heads"][head]["top"]]
+        assert [label for label, _ in a] == [label for label, _ in b]
+        assert all(abs(x - y) < 1e-4 for (_, x), (_, y) in zip(a, b, strict=True))
