@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -46,6 +46,21 @@ def _read_pairs(pairs: Path, data: str | None, *, require_labels: bool) -> list:
     if data:
         raise UserError(f"{pairs}: --data is only used with an ids CSV; a JSONL carries its texts")
     return read_pairs_jsonl(pairs, require_labels=require_labels)
+
+
+def _load_bundle(model: Path, threads: int | None) -> Any:
+    """Load the bundle to score with; warn when its scorer was never calibrated."""
+    from model.bundle import Bundle
+
+    _set_threads(threads)
+    bundle = Bundle.load(model)
+    if not bundle.dedup.calibrated:
+        typer.echo(
+            "warning: this bundle's duplicate scorer is not calibrated; only exact "
+            "re-submissions count as duplicates (run `aduan dedup calibrate`)",
+            err=True,
+        )
+    return bundle
 
 
 @dedup_app.command("calibrate")
@@ -114,18 +129,10 @@ def dedup_score(
     exact re-submissions as duplicates (and says so on stderr).
     """
     from data.pairs import read_pairs_jsonl
-    from model.bundle import Bundle
     from model.dedup import DuplicateFinder
     from training.dedup import embed_pairs
 
-    _set_threads(threads)
-    bundle = Bundle.load(model)
-    if not bundle.dedup.calibrated:
-        typer.echo(
-            "warning: this bundle's duplicate scorer is not calibrated; only exact "
-            "re-submissions count as duplicates (run `aduan dedup calibrate`)",
-            err=True,
-        )
+    bundle = _load_bundle(model, threads)
     items = read_pairs_jsonl(pairs)
     finder = DuplicateFinder(bundle)
     a, b, va, vb = embed_pairs(finder, items, batch_size=batch_size)
@@ -159,17 +166,9 @@ def dedup_clusters(
     "created_at", "kecamatan", "kelurahan", "snippet"}]} with redacted snippets.
     """
     from data.load import load_complaints
-    from model.bundle import Bundle
     from model.dedup import DuplicateFinder, clusters, complaints_as_records
 
-    _set_threads(threads)
-    bundle = Bundle.load(model)
-    if not bundle.dedup.calibrated:
-        typer.echo(
-            "warning: this bundle's duplicate scorer is not calibrated; only exact "
-            "re-submissions are grouped (run `aduan dedup calibrate`)",
-            err=True,
-        )
+    bundle = _load_bundle(model, threads)
     c = load_complaints(data, split=split, text_column=text_column, id_column=id_column)
     records = complaints_as_records(c)
     finder = DuplicateFinder(bundle)

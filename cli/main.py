@@ -11,10 +11,7 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -103,20 +100,11 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-@contextmanager
-def _atomic_output(path: Path) -> Iterator[Any]:
+def _atomic_output(path: Path) -> Any:
     """Write to a temporary file beside `path` and rename it into place when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from model.files import atomic_output
+
+    return atomic_output(path)
 
 
 def _echo_json(obj: Any) -> None:

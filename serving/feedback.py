@@ -17,14 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from data.schema import CREATED_AT, ID, LOCATION_FIELDS, TEXT
-from model.files import fsync_dir
+from model.files import atomic_output, fsync_dir
 
 log = logging.getLogger("aduan.serving.feedback")
 
@@ -98,16 +97,7 @@ def export(folder: Path, out: Path) -> int:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no feedback stored yet")
     rows = latest_per_id(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(out) as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     return len(rows)
