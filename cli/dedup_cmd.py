@@ -16,11 +16,11 @@ from cli.main import (
     TextColOpt,
     ThreadsOpt,
     UserError,
-    _atomic_output,
     _echo_json,
     _set_threads,
     app,
 )
+from model.files import atomic_output
 
 dedup_app = typer.Typer(
     help="Find duplicate complaints: calibrate the pair scorer, score pairs, group clusters.",
@@ -137,7 +137,7 @@ def dedup_score(
     finder = DuplicateFinder(bundle)
     a, b, va, vb = embed_pairs(finder, items, batch_size=batch_size)
     scores = finder.score_pairs(a, b, va, vb)
-    with _atomic_output(out) as fh:
+    with atomic_output(out) as fh:
         for p, s in zip(items, scores, strict=True):
             line = {"pair": p.pair, "score": round(float(s), 6)}
             line["duplicate"] = bool(s >= bundle.dedup.threshold)
@@ -174,7 +174,7 @@ def dedup_clusters(
     finder = DuplicateFinder(bundle)
     vectors = finder.embed([r.text for r in records], batch_size=batch_size)
     groups = clusters(finder, records, vectors, window_days=window_days)
-    with _atomic_output(out) as fh:
+    with atomic_output(out) as fh:
         for n, rows in enumerate(groups, start=1):
             members = sorted((records[i] for i in rows), key=lambda r: (r.created_at or "", r.id))
             times = [m.created_at for m in members if m.created_at]

@@ -17,6 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
+from model.files import atomic_output
+
 app = typer.Typer(
     name="aduan",
     help="Classify and route Indonesian public complaints: category, agency, duplicates.",
@@ -98,13 +100,6 @@ def _set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
-
-
-def _atomic_output(path: Path) -> Any:
-    """Write to a temporary file beside `path` and rename it into place when complete."""
-    from model.files import atomic_output
-
-    return atomic_output(path)
 
 
 def _echo_json(obj: Any) -> None:
@@ -473,7 +468,7 @@ def predict_cmd(
     ids, texts = c.ids(), c.texts()
     started = time.perf_counter()
     chunk = 1024  # bounded memory on large files; predictions stream to disk
-    with _atomic_output(out) as fh:
+    with atomic_output(out) as fh:
         for start in range(0, len(texts), chunk):
             preds = predict(
                 bundle, texts[start : start + chunk], top_k=top_k, batch_size=batch_size

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -203,15 +202,19 @@ def pairs_from_ids(path: str | Path, complaints: Complaints) -> list[Pair]:
                     f"pass the --data the pairs were labelled on"
                 )
         needed += [index[a], index[b]]
-    sides = _sides(complaints, sorted(set(needed)))
+    sides = pair_sides(complaints.select(sorted(set(needed))))
     return [Pair(f"{a}|{b}", sides[a], sides[b], label) for a, b, label in rows]
 
 
-def _sides(complaints: Complaints, rows: Sequence[int]) -> dict[str, PairSide]:
-    subset = complaints.select(rows)
+def pair_sides(complaints: Complaints) -> dict[str, PairSide]:
+    """Every loaded complaint as a pair side, by id."""
     return {
         id_: PairSide(text=text, id=id_, created_at=created, **loc)
         for id_, text, created, loc in zip(
-            subset.ids(), subset.texts(), subset.created_at(), subset.locations(), strict=True
+            complaints.ids(),
+            complaints.texts(),
+            complaints.created_at(),
+            complaints.locations(),
+            strict=True,
         )
     }

@@ -25,7 +25,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ import numpy as np
 from data.load import Complaints
 from data.text import normalize_text, snippet
 from model.bundle import Bundle, DedupSpec
-from model.index import ComplaintIndex, IndexedComplaint, SearchFilter
+from model.index import JAKARTA, ComplaintIndex, IndexedComplaint, SearchFilter, place_key
 
 #: Pair features, in the order the combiner's weights use.
 FEATURES: tuple[str, ...] = (
@@ -47,9 +47,6 @@ FEATURES: tuple[str, ...] = (
     "address_numbers",  # +1 a shared number (house, gang, RT/RW), -1 none shared, 0 unknown
     "log_days",  # log(1 + days between filings); the window's middle when unknown
 )
-
-#: Naive timestamps in the data are local time in Indonesia's western zone (WIB).
-LOCAL_TZ = timezone(timedelta(hours=7))
 
 _WORD = re.compile(r"[^\W\d_]{3,}")
 _NUMBER = re.compile(r"(?<![\d.,])\d{1,4}(?![\d.,]?\d)")
@@ -125,7 +122,13 @@ def parse_time(value: str | None) -> datetime | None:
         t = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return t if t.tzinfo else t.replace(tzinfo=LOCAL_TZ)
+    return t if t.tzinfo else t.replace(tzinfo=JAKARTA)
+
+
+def days_apart(a: str | None, b: str | None) -> float | None:
+    """Days between two ISO 8601 times; None when either is unknown."""
+    ta, tb = parse_time(a), parse_time(b)
+    return abs((ta - tb).total_seconds()) / 86400 if ta and tb else None
 
 
 def _shifted(t: datetime, delta: timedelta) -> str | None:
@@ -164,17 +167,20 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 
 
 def _agree(a: str | None, b: str | None) -> float:
-    if not a or not b:
+    """+1 the same place, -1 different, 0 unknown (names compared as the index filters do)."""
+    ka, kb = place_key(a), place_key(b)
+    if not ka or not kb:
         return 0.0
-    return 1.0 if a.strip().casefold() == b.strip().casefold() else -1.0
+    return 1.0 if ka == kb else -1.0
 
 
 def pair_features(
     a: IndexedComplaint, b: IndexedComplaint, cosine: float, *, window_days: int = 45
 ) -> list[float]:
     """The `FEATURES` of one pair, given the cosine of their duplicate embeddings."""
-    ta, tb = parse_time(a.created_at), parse_time(b.created_at)
-    days = abs((ta - tb).total_seconds()) / 86400 if ta and tb else window_days / 2
+    days = days_apart(a.created_at, b.created_at)
+    if days is None:
+        days = window_days / 2
     address = (
         _jaccard(_address_grams(a.address), _address_grams(b.address))
         if a.address and b.address
@@ -420,6 +426,17 @@ class DuplicateFinder:
             exclude_ids=frozenset(exclude),
         )
 
+    def in_window(self, query: IndexedComplaint, candidate: IndexedComplaint) -> bool:
+        """Whether `candidate` passes `window(query)`'s time rule: an exact re-submission
+        always; otherwise within `window_days`, where an undated query has no time
+        condition and an undated candidate never passes one."""
+        if query.text_hash and query.text_hash == candidate.text_hash:
+            return True
+        if parse_time(query.created_at) is None:
+            return True
+        days = days_apart(query.created_at, candidate.created_at)
+        return days is not None and days <= self.spec.window_days
+
     def find(
         self,
         index: ComplaintIndex,
@@ -503,26 +520,18 @@ def clusters(
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     _, nbrs = index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(neighbours + 1, n))
-    times = [parse_time(c.created_at) for c in complaints]
     left: list[int] = []
     right: list[int] = []
     for i, row in enumerate(nbrs):
         for j in row:
             if j <= i:  # each unordered pair once (j < i is seen from j's side or not at all)
                 continue
-            ti, tj = times[i], times[int(j)]
-            if ti and tj and abs((ti - tj).total_seconds()) > window * 86400:
+            days = days_apart(complaints[i].created_at, complaints[int(j)].created_at)
+            if days is not None and days > window:
                 continue
             left.append(i)
             right.append(int(j))
-    parent = list(range(n))
-
-    def root(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    joined = np.zeros(len(left), dtype=bool)
     if left:
         scores = finder.score_pairs(
             [complaints[i] for i in left],
@@ -530,10 +539,20 @@ def clusters(
             vectors[left],
             vectors[right],
         )
-        for i, j, s in zip(left, right, scores, strict=True):
-            if s >= finder.spec.threshold:
-                parent[root(i)] = root(j)
+        joined = scores >= finder.spec.threshold
+    groups = connected_groups(n, np.asarray(left)[joined], np.asarray(right)[joined])
+    return sorted((g for g in groups if len(g) > 1), key=lambda g: (-len(g), g[0]))
+
+
+def connected_groups(n: int, left: np.ndarray, right: np.ndarray) -> list[list[int]]:
+    """The connected components of the graph on rows 0..n-1 with edges (left[i], right[i]),
+    each as its sorted row indices, ordered by their first row."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(left)), (left, right)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
     groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(root(i), []).append(i)
-    return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: (-len(g), g[0]))
+    for row, label in enumerate(labels):
+        groups.setdefault(int(label), []).append(row)
+    return list(groups.values())

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from model.bundle import Bundle
-from model.dedup import DuplicateFinder, DuplicateMatch, make_complaint, parse_time
+from model.dedup import DuplicateFinder, DuplicateMatch, make_complaint
 from model.index import JAKARTA, ComplaintIndex, IndexedComplaint
 from model.predict import HeadResult, predict
 from serving.batcher import Job
@@ -240,7 +240,7 @@ class Engine:
             if it.route and earlier:
                 have = {m.id for m in matches[i]}
                 cands = [j for j in earlier if complaints[j].id not in have | {c.id}]
-                cands = [j for j in cands if self._in_window(c, complaints[j], spec.window_days)]
+                cands = [j for j in cands if finder.in_window(c, complaints[j])]
                 if cands:
                     scores = finder.score_pairs(
                         [c] * len(cands), [complaints[j] for j in cands], vecs[[i] * len(cands)],
@@ -264,17 +264,6 @@ class Engine:
             if it.register and c.id and c.id not in seen_ids:
                 seen_ids.add(c.id)
                 earlier.append(i)
-
-    @staticmethod
-    def _in_window(a: IndexedComplaint, b: IndexedComplaint, window_days: int) -> bool:
-        if a.text_hash and a.text_hash == b.text_hash:
-            return True
-        ta, tb = parse_time(a.created_at), parse_time(b.created_at)
-        if ta is None:
-            return True  # the index search has no time condition for it either
-        if tb is None:
-            return False  # complaints without a time never pass a time condition
-        return abs((ta - tb).total_seconds()) <= window_days * 86400
 
     def _register(
         self,

@@ -20,15 +20,16 @@ from typing import Any
 import numpy as np
 
 from data.load import Complaints
-from data.pairs import Pair, PairSide
+from data.pairs import Pair, PairSide, pair_sides
 from model.bundle import Bundle, DedupSpec
 from model.dedup import (
     DuplicateFinder,
+    connected_groups,
+    days_apart,
     feature_matrix,
     fit_scorer,
     make_complaint,
     pair_metrics,
-    parse_time,
     score_features,
 )
 from model.index import IndexedComplaint
@@ -93,32 +94,23 @@ def pairs_from_duplicate_of(
 ) -> list[Pair]:
     """Labelled pairs from a `duplicate_of` column (see the module docstring)."""
     ids = complaints.ids()
-    originals = complaints.labels("duplicate_of")
-    group = {id_: id_ for id_ in ids}
-
-    def root(x: str) -> str:
-        while group[x] != x:
-            x = group[x]
-        return x
-
-    for id_, orig in zip(ids, originals, strict=True):
-        if orig and orig in group:
-            group[root(id_)] = root(orig)
-    sides = {
-        id_: PairSide(text=t, id=id_, created_at=c, **loc)
-        for id_, t, c, loc in zip(
-            ids, complaints.texts(), complaints.created_at(), complaints.locations(), strict=True
-        )
-    }
-    times = [parse_time(sides[i].created_at) for i in ids]
-    members: dict[str, list[int]] = {}
-    for i, id_ in enumerate(ids):
-        members.setdefault(root(id_), []).append(i)
+    row = {id_: i for i, id_ in enumerate(ids)}
+    links = [
+        (i, row[orig])
+        for i, orig in enumerate(complaints.labels("duplicate_of"))
+        if orig and orig in row
+    ]
+    left = np.array([i for i, _ in links], dtype=int)
+    right = np.array([j for _, j in links], dtype=int)
+    group = np.zeros(len(ids), dtype=int)
     pairs: dict[tuple[int, int], bool] = {}
-    for rows in members.values():
+    for g, rows in enumerate(connected_groups(len(ids), left, right)):
+        group[rows] = g
         for x, i in enumerate(rows):
             for j in rows[x + 1 :]:
                 pairs[(i, j)] = True
+    sides = pair_sides(complaints)
+    created = complaints.created_at()
     sims = vectors @ vectors.T
     for i in range(len(ids)):
         taken = 0
@@ -126,10 +118,10 @@ def pairs_from_duplicate_of(
             j = int(j)
             if taken >= negatives_per_complaint:
                 break
-            if j == i or root(ids[i]) == root(ids[j]):
+            if group[i] == group[j]:  # itself, or the same duplicate group
                 continue
-            ti, tj = times[i], times[j]
-            if ti and tj and abs((ti - tj).total_seconds()) > window_days * 86400:
+            days = days_apart(created[i], created[j])
+            if days is not None and days > window_days:
                 continue
             pairs.setdefault((min(i, j), max(i, j)), False)
             taken += 1
