@@ -37,6 +37,9 @@ app.add_typer(data_app, name="data")
 
 log = logging.getLogger("aduan")
 
+#: The head `--directory` routes to concrete offices (`model.routing`).
+ROUTED_HEAD = "agency"
+
 DataOpt = Annotated[
     str, typer.Option("--data", help="A JSONL/CSV/TSV/Parquet file, a datasets folder, or a name.")
 ]
@@ -51,6 +54,14 @@ IdColOpt = Annotated[
 ]
 ThreadsOpt = Annotated[
     int | None, typer.Option("--threads", help="Torch CPU threads (default: all cores).")
+]
+DirectoryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--directory",
+        help="Route over this agency directory CSV instead of the bundle's own (edits take "
+        "effect without retraining).",
+    ),
 ]
 
 
@@ -259,10 +270,13 @@ def bundle_demo(
     if target.exists() and not force:
         try:
             meta = read_bundle_json(target)
-            if meta.get("dedup", {}).get("calibrated"):
+            if not meta.get("dedup", {}).get("calibrated"):
+                typer.echo("rebuilding the demo bundle: it predates duplicate detection", err=True)
+            elif not meta.get("routing", {}).get("head"):
+                typer.echo("rebuilding the demo bundle: it predates office routing", err=True)
+            else:
                 typer.echo(f"demo bundle already at {target}")
                 return
-            typer.echo("rebuilding the demo bundle: it predates duplicate detection", err=True)
         except BundleError as exc:
             typer.echo(f"rebuilding the demo bundle: {exc}", err=True)
     started = time.perf_counter()
@@ -333,6 +347,29 @@ def train(
     dev_split: Annotated[
         str | None, typer.Option("--dev-split", help="Split of a multi-split --dev-data.")
     ] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--directory",
+            help="Agency directory CSV: train the agency head on office types and route "
+            "its answers to the directory's offices in the complaint's region.",
+        ),
+    ] = None,
+    regions: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--regions",
+            help="Region table CSV(s) for --directory (default: the shared official tables).",
+        ),
+    ] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="Deployment scope for --directory: region codes or names ('Kota Surabaya'); "
+            "default national.",
+        ),
+    ] = None,
     text_column: TextColOpt = None,
     threads: ThreadsOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
@@ -370,6 +407,16 @@ def train(
     if frozen_encoder and start_from:
         raise UserError("--from continues fine-tuning; it cannot be combined with --frozen-encoder")
     train_set, dev_set = load_training_data(load, config)
+    router = None
+    if directory is not None:
+        from training import routing
+
+        if ROUTED_HEAD not in config.labels:
+            raise UserError(f"--directory routes the {ROUTED_HEAD!r} head: add --label agency")
+        router = routing.build_router(directory, regions, scope or ())
+        train_set = routing.label_types(train_set, ROUTED_HEAD, router.directory)
+        dev_set = routing.label_types(dev_set, ROUTED_HEAD, router.directory)
+        load["directory"] = str(directory)
     how = f"from {dev_data}" if dev_data else f"{config.split} split"
     typer.echo(f"training on {len(train_set)} rows, dev {len(dev_set)} rows ({how})")
     if frozen_encoder:
@@ -381,6 +428,8 @@ def train(
         bundle = train_heads(train_set, dev_set, heads_config)
     else:
         bundle = finetune(train_set, dev_set, config, start_from=start_from)
+    if router is not None:
+        routing.attach(bundle, ROUTED_HEAD, router)
     # How the rows were read, so `aduan evaluate --baseline` can train its peer on them.
     bundle.training["data"]["load"] = load
     bundle.save(out, overwrite=overwrite)
@@ -450,11 +499,16 @@ def predict_cmd(
     text_column: TextColOpt = None,
     id_column: IdColOpt = None,
     threads: ThreadsOpt = None,
+    directory: DirectoryOpt = None,
 ) -> None:
     """Predict every row of --data; write {"id", "heads": {head: {"top", "abstain", "margin"}}}.
 
-    Rows with empty text are skipped and counted on stderr. The output file
-    appears only when complete.
+    A routed agency head (a bundle trained with --directory) answers with
+    concrete offices, each with its id, type, level, region and why, plus the
+    head's "types" and the "region" it resolved from the row's location fields
+    (city, kecamatan, kelurahan, address, region_code) or, failing those, the
+    text. Rows with empty text are skipped and counted on stderr. The output
+    file appears only when complete.
     """
     from data.load import load_complaints
     from model.bundle import Bundle
@@ -465,13 +519,19 @@ def predict_cmd(
     c = load_complaints(data, split=split, text_column=text_column, id_column=id_column)
     if c.n_dropped_empty:
         typer.echo(f"skipped {c.n_dropped_empty} row(s) with empty text", err=True)
-    ids, texts = c.ids(), c.texts()
+    if directory is not None:
+        bundle.use_directory(directory)
+    ids, texts, locations = c.ids(), c.texts(), c.locations()
     started = time.perf_counter()
     chunk = 1024  # bounded memory on large files; predictions stream to disk
     with atomic_output(out) as fh:
         for start in range(0, len(texts), chunk):
             preds = predict(
-                bundle, texts[start : start + chunk], top_k=top_k, batch_size=batch_size
+                bundle,
+                texts[start : start + chunk],
+                top_k=top_k,
+                batch_size=batch_size,
+                locations=locations[start : start + chunk],
             )
             for id_, pred in zip(ids[start : start + chunk], preds, strict=True):
                 fh.write(json.dumps({"id": id_, **pred.to_dict()}, ensure_ascii=False) + "\n")

@@ -125,6 +125,16 @@ class Complaints:
             subset = self.dataset.select(list(indices)).flatten_indices(keep_in_memory=True)
         return replace(self, dataset=subset)
 
+    def with_labels(self, column: str, values: Sequence[str | None]) -> Complaints:
+        """A copy whose label column `column` holds `values` (e.g. labels mapped to types)."""
+        self.labels(column)  # the column must be a label column
+        if len(values) != len(self):
+            raise ValueError(f"{len(values)} labels for {len(self)} rows")
+        with _quiet_datasets():
+            ds = self.dataset.remove_columns(column).add_column(column, list(values))
+            ds = ds.select_columns(self.dataset.column_names)
+        return replace(self, dataset=ds)
+
     def fingerprint(self) -> dict[str, Any]:
         """A stable summary of the rows, recorded in model bundles.
 

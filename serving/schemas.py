@@ -20,7 +20,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StrictBool,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -244,15 +246,67 @@ class ReviewReason(StrEnum):
     duplicate_found = "duplicate_found"  # an earlier complaint is judged the same problem
 
 
+class OmitAbsent(BaseModel):
+    """Leaves out fields that are None: heads that are not routed have no office details."""
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
 class LabelScore(BaseModel):
-    label: str = Field(examples=["Dinas Perhubungan Kota Surabaya"])
+    label: str = Field(examples=["Penerangan Jalan Umum"])
     score: float = Field(description="Calibrated probability.", examples=[0.87])
 
 
-class HeadOut(BaseModel):
-    top: list[LabelScore]
+class OfficeScore(LabelScore, OmitAbsent):
+    """A label; for a routed agency head, a concrete office with where and why."""
+
+    label: str = Field(examples=["Dinas Perhubungan Kota Surabaya"])
+    id: str | None = Field(None, description="Office id in the agency directory.")
+    type: str | None = Field(None, description="Office type.", examples=["Dinas Perhubungan"])
+    level: str | None = Field(
+        None,
+        description="national, province, city, kecamatan, kelurahan or branch.",
+        examples=["city"],
+    )
+    region_code: str | None = Field(None, description="The office's region code.")
+    region: str | None = Field(None, description="The office's region, by name.")
+    type_score: float | None = Field(None, description="The type's probability.")
+    why: str | None = Field(
+        None,
+        description="How the office was chosen for the complaint's region.",
+        examples=["office of the complaint's city"],
+    )
+
+
+class TypeScore(BaseModel):
+    label: str = Field(examples=["Dinas Perhubungan"])
+    score: float
+
+
+class RegionOut(BaseModel):
+    code: str | None = Field(examples=["35.78.10.1002"])
+    level: str | None = Field(examples=["kelurahan"])
+    name: str | None = Field(None, examples=["Ploso, Kecamatan Tambaksari, Kota Surabaya"])
+    source: str = Field(
+        description="Which evidence decided: region_code, location, text, scope or none."
+    )
+    evidence: list[str]
+    confidence: float
+    candidates: list[str] = Field(default_factory=list)
+
+
+class HeadOut(OmitAbsent):
+    top: list[OfficeScore]
     abstain: bool = Field(description="True when the head is unsure (or untrained).")
     margin: float = Field(description="Top-1 minus top-2 probability.")
+    types: list[TypeScore] | None = Field(
+        None, description="Routed agency head only: the predicted office types."
+    )
+    region: RegionOut | None = Field(
+        None, description="Routed agency head only: the region the offices were chosen for."
+    )
 
 
 class DuplicateOut(BaseModel):
@@ -305,7 +359,10 @@ class RouteResponse(BaseModel):
     id: str | None
     model_version: str
     categories: list[LabelScore] = Field(description="The topic head's top labels.")
-    agencies: list[LabelScore] = Field(description="The agency head's top labels.")
+    agencies: list[OfficeScore] = Field(
+        description="The agency head's top labels: concrete offices of the complaint's region "
+        "(with type, level, region and why) when the bundle routes its agency head."
+    )
     needs_review: bool
     review_reasons: list[ReviewReason]
     duplicates: list[DuplicateOut] = Field(description="Earlier complaints judged duplicates.")

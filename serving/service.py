@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from data.schema import DataError
 from data.text import redact
 from model.bundle import Bundle, BundleError
 from model.dedup import FEATURES, DuplicateFinder, score_features
@@ -53,16 +54,23 @@ class ReloadError(Exception):
         self.message = message
 
 
-def load_bundle(path: Path, *, runtime: str = "torch", threads: int = 1) -> Bundle:
+def load_bundle(
+    path: Path, *, runtime: str = "torch", threads: int = 1, directory: Path | None = None
+) -> Bundle:
     """Load a bundle and check that it predicts and that its dedup scorer is usable.
 
     With `runtime="onnx"` the encoder's forward pass runs in ONNX Runtime
     (model.onnx); if the export fails, the bundle is served with torch and a
-    warning says why.
+    warning says why. `directory` replaces the bundle's agency directory.
     """
     bundle = Bundle.load(path)
     if not bundle.head_specs:
         raise BundleError(f"{path}: the bundle has no heads")
+    if directory is not None:
+        try:
+            bundle.use_directory(directory)
+        except DataError as exc:
+            raise BundleError(f"ADUAN_DIRECTORY: {exc}") from None
     if runtime == "onnx":
         try:
             enable_onnx(bundle, threads=threads)
@@ -147,7 +155,10 @@ class Service:
         started = time.perf_counter()
         try:
             bundle = load_bundle(
-                self.model_path, runtime=self.settings.runtime, threads=self.settings.threads()
+                self.model_path,
+                runtime=self.settings.runtime,
+                threads=self.settings.threads(),
+                directory=self.settings.directory,
             )
             finder = DuplicateFinder(bundle)
             index, n = reindex.open_for(
@@ -199,6 +210,7 @@ class Service:
                     target,
                     runtime=self.settings.runtime,
                     threads=self.settings.threads(),
+                    directory=self.settings.directory,
                 )
             except Exception as exc:
                 self.metrics.reloads.labels(result="failed").inc()
@@ -337,8 +349,27 @@ class Service:
                     "embedding_id": served.finder.embedding_id,
                 },
                 "index": {"size": len(served.index), "path": str(self.index_path)},
+                "routing": _routing_info(b),
             }
         )
+
+
+def _routing_info(bundle: Bundle) -> dict[str, Any] | None:
+    """The routed head, its deployment scope and the directory it routes over."""
+    router = bundle.router
+    if router is None:
+        return None
+    return {
+        "head": bundle.routing.head,
+        "scope": [{"code": c, "name": router.table.display(c)} for c in router.scope],
+        "directory": {
+            "source": router.directory.source,
+            "fingerprint": router.directory.fingerprint(),
+            "offices": len(router.directory),
+            "types": router.directory.types(),
+        },
+        "regions": len(router.table),
+    }
 
 
 def _jsonable(value: Any) -> Any:

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     index: Path | None = Field(
         default=None, description="Duplicate index folder (default: $ADUAN_HOME/index/default)."
     )
+    directory: Path | None = Field(
+        default=None,
+        description="Agency directory CSV to route over instead of the bundle's own; "
+        "re-read on every reload, so office edits need no retraining.",
+    )
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
     api_keys: str = Field(

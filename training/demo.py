@@ -1,7 +1,8 @@
 """The demo bundle: heads trained on the project's own made-up sample complaints.
 
 `make serve` builds it when no bundle exists, so a fresh clone has a working
-model without the shared data. Its duplicate scorer is calibrated on the pairs
+model without the shared data. Its agency head is routed (`model.routing`)
+over the sample agency directory. Its duplicate scorer is calibrated on the pairs
 the sample data's `duplicate_of` column implies. It is a demo: a few hundred
 invented complaints say nothing about accuracy on real ones.
 """
@@ -14,19 +15,32 @@ import data
 from data.load import load_complaints
 from model.bundle import Bundle
 from model.dedup import DuplicateFinder
+from training import routing
 from training.dedup import calibrate_dedup, pairs_from_duplicate_of
 from training.heads import HeadTrainConfig, train_heads
 from training.splits import split_data
 
-SAMPLE_DATA = Path(data.__file__).resolve().parent / "samples" / "complaints.jsonl"
+SAMPLES = Path(data.__file__).resolve().parent / "samples"
+SAMPLE_DATA = SAMPLES / "complaints.jsonl"
+SAMPLE_DIRECTORY = SAMPLES / "directory.csv"  # the sample data's offices
+SAMPLE_REGIONS = SAMPLES / "regions.csv"  # the official regions the sample data names
 
 
 def build_demo_bundle(out: str | Path, *, seed: int = 0) -> Bundle:
-    """Train agency and topic heads on the sample complaints and save the bundle to `out`."""
+    """Train agency-type and topic heads on the sample complaints and save the bundle to `out`.
+
+    The agency head learns office types and is routed over the sample directory
+    (four cities, national scope), so the demo answers with concrete offices.
+    """
     config = HeadTrainConfig(labels=["agency", "topic"], split="random", seed=seed)
     complaints = load_complaints(SAMPLE_DATA, label_columns=config.labels)
-    train, dev = split_data(complaints, config)
+    router = routing.build_router(SAMPLE_DIRECTORY, [SAMPLE_REGIONS])
+    train, dev = (
+        routing.label_types(part, "agency", router.directory)
+        for part in split_data(complaints, config)
+    )
     bundle = train_heads(train, dev, config, name="demo")
+    routing.attach(bundle, "agency", router)
     calibrate_demo_dedup(bundle)
     bundle.save(out, overwrite=True)
     return bundle

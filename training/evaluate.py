@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,9 +27,11 @@ from data.load import Complaints
 from data.schema import DataError
 from data.text import snippet
 from model.bundle import Bundle
-from model.predict import abstains, predict_proba
+from model.predict import HeadResult, abstains, predict_proba, route_head
 from training.baseline import TfidfBaseline
 from training.metrics import head_metrics
+from training.routing import label_types
+from training.routing_eval import ROUTED_TOP, office_probabilities, routing_metrics
 from training.splits import load_training_data
 
 log = logging.getLogger("aduan.evaluate")
@@ -60,7 +63,11 @@ def training_split(bundle: Bundle) -> tuple[Complaints, Complaints]:
         labels=cfg["labels"], split=cfg["split"], dev_fraction=cfg["dev_fraction"], seed=cfg["seed"]
     )
     train, dev = load_training_data(load, settings)
-    if train.fingerprint()["sha256"] != record["train"]["sha256"]:
+    trained_on = train
+    if bundle.router is not None and load.get("directory"):
+        # the head learned types; the flat peer learns the offices themselves
+        trained_on = label_types(train, bundle.routing.head, bundle.router.directory)
+    if trained_on.fingerprint()["sha256"] != record["train"]["sha256"]:
         raise DataError(
             f"{load['source']}: the training rows differ from those the bundle was trained on "
             "(fingerprint mismatch); the baseline would not be a fair peer"
@@ -171,6 +178,8 @@ def evaluate(
     texts, ids = data.texts(), data.ids()
     _, probs = predict_proba(bundle, texts, batch_size=batch_size)
     peer: TfidfBaseline | None = None
+    peer_probs: dict[str, np.ndarray] = {}
+    train: Complaints | None = None
     if baseline:
         train, dev = training_split(bundle)
         peer = TfidfBaseline().fit(
@@ -181,6 +190,12 @@ def evaluate(
         )
         peer_probs = peer.predict_proba(texts)
     train_counts = bundle.training.get("data", {}).get("train", {}).get("label_counts", {})
+    office_counts: dict[str, int] = {}  # a routed head's counts are types: count offices
+    if bundle.router is not None and bundle.routing.head in heads:
+        if train is None:
+            train = _training_rows(bundle)
+        if train is not None:
+            office_counts = dict(Counter(v for v in train.labels(bundle.routing.head) if v))
     result: dict[str, Any] = {
         "bundle": {"version": bundle.version, "path": str(bundle.path or "")},
         "data": {
@@ -194,9 +209,21 @@ def evaluate(
         values = data.labels(h)
         rows = [i for i, v in enumerate(values) if v is not None]
         gold = [str(values[i]) for i in rows]
-        top = probs[h][rows].max(axis=1)
-        ours = Scored(bundle.head_specs[h].labels, probs[h][rows], abstains(bundle, h, top))
         counts = train_counts.get(h, {})
+        routed: list[HeadResult] = []
+        if h == bundle.routing.head and bundle.router is not None:
+            locations = data.locations()
+            routed = route_head(
+                bundle, probs[h][rows], [texts[i] for i in rows],
+                [locations[i] for i in rows], top_k=ROUTED_TOP,
+            )  # fmt: skip
+            offices = [o.name for o in bundle.router.directory.offices]
+            office_probs, abstain = office_probabilities(routed, offices)
+            ours = Scored(offices, office_probs, abstain)
+            counts = office_counts
+        else:
+            top = probs[h][rows].max(axis=1)
+            ours = Scored(bundle.head_specs[h].labels, probs[h][rows], abstains(bundle, h, top))
         entry = {
             "n": len(rows),
             "aduan": score_head(
@@ -207,6 +234,8 @@ def evaluate(
             entry["baseline"] = score_head(
                 Scored(peer.labels(h), peer_probs[h][rows]), gold, counts
             )
+        if routed:
+            entry["routing"] = _routing_entry(bundle, routed, gold, peer, peer_probs, h, rows)
         result["heads"][h] = entry
     if peer is not None:
         result["baseline"] = {
@@ -214,6 +243,46 @@ def evaluate(
             "trained_on": "the bundle's training rows",
         }
     return result
+
+
+def _training_rows(bundle: Bundle) -> Complaints | None:
+    """The bundle's training rows, or None (logged) where they cannot be reloaded."""
+    try:
+        return training_split(bundle)[0]
+    except DataError as exc:
+        log.warning("per-office training counts unavailable: %s", exc)
+        return None
+
+
+def _routing_entry(
+    bundle: Bundle,
+    routed: list[HeadResult],
+    gold: list[str],
+    peer: TfidfBaseline | None,
+    peer_probs: dict[str, np.ndarray],
+    head: str,
+    rows: list[int],
+) -> dict[str, Any]:
+    """Exact office, type and region accuracy for the routed head (and the flat peer)."""
+    assert bundle.router is not None
+    directory = bundle.router.directory
+    region = [r.region or {} for r in routed]
+    out = {
+        "aduan": routing_metrics(
+            [r.top[0].label if r.top else None for r in routed],
+            gold,
+            directory,
+            predicted_types=[r.types[0].label if r.types else None for r in routed],
+            regions=[x.get("code") for x in region],
+            region_sources=[x.get("source", "none") for x in region],
+        )
+    }
+    if peer is not None:
+        labels = peer.labels(head)
+        out["baseline"] = routing_metrics(
+            [labels[j] for j in peer_probs[head][rows].argmax(axis=1)], gold, directory
+        )
+    return out
 
 
 SUMMARY_KEYS = [
@@ -236,6 +305,38 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4f}"
     return str(v)
+
+
+def routing_table(routing: dict[str, Any]) -> list[str]:
+    """Markdown lines: exact office and type accuracy by office level, and regions."""
+    systems = {"aduan": routing["aduan"]}
+    if "baseline" in routing:
+        systems["flat tfidf+linearsvc"] = routing["baseline"]
+    lines = [
+        "",
+        "Routing (gold offices from the directory; local = kelurahan/desa or kecamatan offices):",
+        "",
+        "| metric | " + " | ".join(systems) + " |",
+        "|---|" + "---:|" * len(systems),
+    ]
+    for part, name in (("", "all"), ("local_offices", "local"), ("other_offices", "other")):
+        for key, what in (("exact_office_accuracy", "exact office"), ("type_accuracy", "type")):
+            cells = [m.get(part, {}).get(key) if part else m.get(key) for m in systems.values()]
+            n = routing["aduan"][part]["n"] if part else routing["aduan"]["n"]
+            lines.append(
+                f"| {what} accuracy, {name} ({n}) | " + " | ".join(map(_fmt, cells)) + " |"
+            )
+    region = routing["aduan"].get("region")
+    if region:
+        lines += [
+            "",
+            f"Region resolved for {_fmt(region['resolved'])} of complaints; correct (within the "
+            f"gold office's region) for {_fmt(region['correct'])} of the "
+            f"{region['n_gold_with_region']} whose gold office has a region. Evidence: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(region["sources"].items()))
+            + ".",
+        ]
+    return lines
 
 
 def write_outputs(result: dict[str, Any], out_dir: str | Path) -> Path:
@@ -267,6 +368,8 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> Path:
             lines.append(
                 f"| {name} | " + " | ".join(_fmt(m.get(key)) for m in systems.values()) + " |"
             )
+        if "routing" in entry:
+            lines += routing_table(entry["routing"])
         lines += [
             "",
             f"![reliability]({h}-reliability.png) ![coverage]({h}-coverage.png)",

@@ -1,0 +1,168 @@
+"""Jurisdiction routing: a predicted agency *type* × a resolved *region* → concrete offices.
+
+A bundle whose agency head is routed learns office types ("Dinas Perhubungan",
+"Kelurahan/Desa", "BPJS Kesehatan Kantor Cabang"), which have many examples
+each, instead of office names, which may have a handful. At prediction time
+the `Router` turns the type probabilities into concrete offices of the agency
+directory (`data.directory`) in the complaint's region, resolved by the
+gazetteer (`model.regions`) from the location fields or the text:
+
+- for each likely type, the directory's offices of that type are matched to
+  the region by walking up its hierarchy — kelurahan → kecamatan → city →
+  province — and taking the first level that has an office of the type; then
+  offices whose region was not recorded (national bodies);
+- where the region is coarser than the type's offices (the region is only
+  known to be Kota Surabaya, the type is Kelurahan/Desa), every office of the
+  type inside that region is a candidate and the type's probability is shared
+  among them, which makes the answer unsure, as it should be;
+- an office's score is its type probability times its share, so the scores
+  of all offices add up to at most one and keep the type head's calibration.
+
+The directory is data, not weights: `Bundle.router.with_directory` swaps it
+without retraining (the API does so on reload).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data.directory import Directory, Office
+from model.regions import Gazetteer, RegionTable, Resolution, ancestors, is_within, level_of
+
+#: Types below this probability are not turned into offices.
+MIN_TYPE_PROBABILITY = 1e-4
+#: At most this many types are routed per complaint.
+MAX_TYPES = 20
+
+
+@dataclass(frozen=True)
+class RoutedOffice:
+    """One proposed office: its score and the reason it was proposed."""
+
+    office: Office
+    score: float  # type probability × share of it
+    type_score: float  # the type head's probability for the office's type
+    why: str
+
+    def details(self, table: RegionTable) -> dict[str, Any]:
+        code = self.office.region_code
+        return {
+            "id": self.office.id,
+            "type": self.office.type,
+            "level": self.office.level,
+            "region_code": code,
+            "region": table.display(code) if code and code in table else None,
+            "type_score": round(self.type_score, 6),
+            "why": self.why,
+        }
+
+
+class Router:
+    """Offices for type probabilities and a region; see the module docstring."""
+
+    def __init__(self, directory: Directory, gazetteer: Gazetteer) -> None:
+        self.directory = directory
+        self.gazetteer = gazetteer
+        self._by_type: dict[str, list[Office]] = defaultdict(list)
+        for office in directory.offices:
+            if self.in_scope(office):
+                self._by_type[office.type].append(office)
+
+    @property
+    def table(self) -> RegionTable:
+        return self.gazetteer.table
+
+    @property
+    def scope(self) -> tuple[str, ...]:
+        return self.gazetteer.scope
+
+    def in_scope(self, office: Office) -> bool:
+        """Whether the deployment routes to this office (all offices when national)."""
+        if not self.scope:
+            return True
+        code = office.region_code
+        return bool(code) and any(is_within(code, s) for s in self.scope)  # type: ignore[arg-type]
+
+    def with_directory(self, directory: Directory) -> Router:
+        """The same gazetteer and scope over another directory (an operator's edit)."""
+        return Router(directory, self.gazetteer)
+
+    def types_without_offices(self, types: Sequence[str]) -> list[str]:
+        """Types the head can predict that no in-scope office of the directory has."""
+        return [t for t in types if not self._by_type.get(t)]
+
+    def resolve(self, text: str, location: Mapping[str, str | None] | None) -> Resolution:
+        return self.gazetteer.resolve(text, location)
+
+    def candidates(self, type_: str, region: Resolution) -> list[tuple[Office, float, str]]:
+        """The offices of one type for a region: (office, share of the type, why)."""
+        offices = self._by_type.get(type_, [])
+        if not offices:
+            return []
+        if region.code is None:
+            return _shared(offices, "region unknown")
+        for step, code in enumerate(ancestors(region.code)):
+            here = [o for o in offices if o.region_code == code]
+            if here:
+                if step == 0:
+                    why = f"office of the complaint's {level_of(code)}"
+                else:
+                    why = f"the {level_of(code)}'s office for the complaint's {region.level}"
+                return _shared(here, why)
+        inside = [o for o in offices if o.region_code and is_within(o.region_code, region.code)]
+        if inside:
+            why = f"region known only to the {region.level}: one of {len(inside)} offices there"
+            return _shared(inside, why)
+        unplaced = [o for o in offices if not o.region_code]
+        if unplaced:
+            return _shared(unplaced, "office without a recorded region")
+        return []
+
+    def route(
+        self,
+        type_probs: Sequence[tuple[str, float]],
+        region: Resolution,
+        *,
+        top_k: int,
+    ) -> list[RoutedOffice]:
+        """The top-k offices for type probabilities (any order) and a resolved region."""
+        ranked = sorted(type_probs, key=lambda tp: -tp[1])[:MAX_TYPES]
+        found: list[RoutedOffice] = []
+        for type_, p in ranked:
+            if p < MIN_TYPE_PROBABILITY and found:
+                break
+            for office, share, why in self.candidates(type_, region):
+                found.append(RoutedOffice(office, p * share, p, why))
+        found.sort(key=lambda r: (-r.score, -r.type_score, r.office.id))
+        return found[:top_k]
+
+
+def _shared(offices: list[Office], why: str) -> list[tuple[Office, float, str]]:
+    share = 1.0 / len(offices)
+    return [(o, share, why) for o in offices]
+
+
+# ------------------------------------------------------------------- bundle files
+
+DIRECTORY_FILE = "directory.csv"
+REGIONS_FILE = "regions.csv"
+
+
+def save_router(router: Router, folder: Path) -> None:
+    """Write the directory and the region table the router uses into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    router.directory.write(folder / DIRECTORY_FILE)
+    router.table.write(folder / REGIONS_FILE)
+
+
+def load_router(
+    folder: Path, scope: Sequence[str], *, directory: str | Path | None = None
+) -> Router:
+    """The router saved by `save_router`, optionally over another directory file."""
+    table = RegionTable.read(folder / REGIONS_FILE)
+    offices = Directory.read(directory or folder / DIRECTORY_FILE, regions=table)
+    return Router(offices, Gazetteer(table, scope=tuple(scope)))

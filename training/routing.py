@@ -1,0 +1,105 @@
+"""Training a routed agency head: office labels become types through the directory.
+
+`aduan train --directory FILE` maps every agency label of the training data
+to its office's type (`data.directory.Directory.lookup`), trains the head on
+types, and stores the directory, the region table and the deployment scope in
+the bundle (`model.routing`), so `predict` answers with concrete offices.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+
+from data.directory import Directory
+from data.load import Complaints
+from data.schema import DataError
+from model.bundle import Bundle
+from model.regions import Gazetteer, RegionsError, RegionTable
+from model.routing import Router
+from training.build_directory import region_files
+
+
+def read_regions(paths: Sequence[str | os.PathLike[str]] | None) -> RegionTable:
+    """The region table from `--regions` files or folders (default: the shared tables)."""
+    try:
+        return RegionTable.read(*region_files([str(p) for p in paths] if paths else None))
+    except RegionsError as exc:
+        raise DataError(str(exc)) from exc
+
+
+def resolve_scope(table: RegionTable, scope: Sequence[str]) -> tuple[str, ...]:
+    """Region codes for `--scope` values given as codes ("35.78") or names ("Kota Surabaya")."""
+    codes = []
+    for value in scope:
+        value = value.strip()
+        if value.lower() in ("", "national", "nasional"):
+            continue
+        if value in table:
+            codes.append(value)
+            continue
+        found = [r for r in table.find(value) if r.level in ("province", "city")]
+        if len(found) != 1:
+            what = "no province or city" if not found else f"{len(found)} regions"
+            raise DataError(f"--scope {value!r}: {what} of that name in the region table")
+        codes.append(found[0].code)
+    return tuple(codes)
+
+
+def build_router(
+    directory: str | os.PathLike[str],
+    regions: Sequence[str | os.PathLike[str]] | None = None,
+    scope: Sequence[str] = (),
+) -> Router:
+    """A router over a directory file and region tables, limited to `scope`.
+
+    A scoped router keeps only the scope's part of the region table (and the
+    regions the directory's offices name), which keeps bundles small.
+    """
+    table = read_regions(regions)
+    offices = Directory.read(directory, regions=table)
+    codes = resolve_scope(table, scope)
+    if codes:
+        keep = set(codes) | {o.region_code for o in offices.offices if o.region_code}
+        table = table.subset(keep)
+    return Router(offices, Gazetteer(table, scope=codes))
+
+
+def label_types(data: Complaints, head: str, directory: Directory) -> Complaints:
+    """`data` with the `head` labels replaced by their offices' types.
+
+    Raises a DataError naming the labels the directory lacks (label strings
+    are office names, not personal data).
+    """
+    types: list[str | None] = []
+    missing: Counter[str] = Counter()
+    for label in data.labels(head):
+        if label is None:
+            types.append(None)
+            continue
+        office = directory.lookup(label)
+        if office is None:
+            missing[label] += 1
+            types.append(None)
+        else:
+            types.append(office.type)
+    if missing:
+        shown = ", ".join(repr(k) for k, _ in missing.most_common(5))
+        raise DataError(
+            f"{data.source}: {len(missing)} {head} label(s) on {sum(missing.values())} rows are "
+            f"not offices of the directory {directory.source} (e.g. {shown}); add them (as a "
+            "name or an alias) or rebuild it with python -m training.build_directory"
+        )
+    return data.with_labels(head, types)
+
+
+def attach(bundle: Bundle, head: str, router: Router) -> None:
+    """Route the trained head through `router`; every type it predicts must have an office."""
+    orphan = router.types_without_offices(bundle.head_specs[head].labels)
+    if orphan:
+        raise DataError(
+            f"{len(orphan)} type(s) of head {head!r} have no office in scope in "
+            f"{router.directory.source} (e.g. {orphan[0]!r}); widen --scope or add offices"
+        )
+    bundle.set_router(head, router)
