@@ -268,46 +268,17 @@ def test_sample_regions_are_up_to_date(tmp_path: Path) -> None:
 def test_build_script_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from training.build_directory import main
 
-    sample_regions = str(SAMPLES / "regions.csv")
     out = str(tmp_path / "d.csv")
-    assert (
-        main(["--data", str(tmp_path / "absent.jsonl"), "--regions", sample_regions, "--out", out])
-        == 2
-    )
+
+    def build(data: Path, *options: str) -> int:
+        return main(["--data", str(data), "--regions", str(SAMPLES / "regions.csv"),
+                     *options, "--out", out])  # fmt: skip
+
+    assert build(tmp_path / "absent.jsonl") == 2
     assert "absent.jsonl" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "--data",
-                str(SAMPLES / "complaints.jsonl"),
-                "--regions",
-                sample_regions,
-                "--home",
-                "Kota Atlantis",
-                "--out",
-                out,
-            ]
-        )
-        == 2
-    )
+    assert build(SAMPLES / "complaints.jsonl", "--home", "Kota Atlantis") == 2
     err = capsys.readouterr().err
     assert "--home: 'Kota Atlantis' matches no city or province" in err
     assert len(err.strip().splitlines()) == 1
-    assert (
-        main(
-            [
-                "--data",
-                str(SAMPLES / "complaints.jsonl"),
-                "--regions",
-                sample_regions,
-                "--home",
-                "35.78",
-                "--complete",
-                "kelurahan",
-                "--out",
-                out,
-            ]
-        )
-        == 0
-    )
+    assert build(SAMPLES / "complaints.jsonl", "--home", "35.78", "--complete", "kelurahan") == 0
     assert len(Directory.read(out)) > 35

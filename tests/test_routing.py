@@ -209,13 +209,14 @@ def test_label_types_maps_offices_and_names_missing_ones(tmp_path: Path) -> None
         {"id": "1", "text": "lampu mati", "agency": "Dinas Perhubungan Kota Surabaya"},
         {"id": "2", "text": "surat pindah", "agency": "kelurahan  keputih"},
         {"id": "3", "text": "tanpa label", "agency": None},
+        {"id": "4", "text": "label tanpa huruf", "agency": "."},
     ]
     path = tmp_path / "c.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     data = load_complaints(path, label_columns=["agency"])
     directory = Directory.from_offices(OFFICES, regions=RegionTable.from_regions(REGIONS))
     typed = train_routing.label_types(data, "agency", directory)
-    assert typed.labels("agency") == ["Dinas Perhubungan", "Kelurahan/Desa", None]
+    assert typed.labels("agency") == ["Dinas Perhubungan", "Kelurahan/Desa", None, None]
     rows[0]["agency"] = "Dinas Entah Apa"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     data = load_complaints(path, label_columns=["agency"])

@@ -336,6 +336,8 @@ def test_settings_come_from_the_environment_and_options_win(
     table = settings_table()
     for name in Settings.model_fields:
         assert f"`ADUAN_{name.upper()}`" in table
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert table.strip() in readme, "README's settings table is settings_table()'s output"
 
 
 def test_bf16_autocast_is_an_option(make_app: AppFactory) -> None:

@@ -12,7 +12,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 
-from data.directory import Directory
+from data.directory import Directory, label_key
 from data.load import Complaints
 from data.schema import DataError
 from model.bundle import Bundle
@@ -75,8 +75,8 @@ def label_types(data: Complaints, head: str, directory: Directory) -> Complaints
     types: list[str | None] = []
     missing: Counter[str] = Counter()
     for label in data.labels(head):
-        if label is None:
-            types.append(None)
+        if label is None or not label_key(label):
+            types.append(None)  # unlabelled, or a label with no letters or digits (".")
             continue
         office = directory.lookup(label)
         if office is None:
