@@ -9,7 +9,7 @@ The file is UTF-8 CSV with the header `id,name,type,level,region_code,aliases`:
 
 - `id`: a stable identifier, `[a-z0-9][a-z0-9._-]*`, unique.
 - `name`: the office's name as it appears in labelled data and in answers.
-- `type`: the canonical agency type (see `data.agencies` and
+- `type`: the canonical agency type (see `training.agencies` and
   `data/agency_types.csv`); offices of one function share a type across cities.
 - `level`: one of `OFFICE_LEVELS`. `branch` is a state-enterprise or
   vertical-agency branch (a BPJS branch office, an immigration office, a

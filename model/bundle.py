@@ -203,12 +203,13 @@ class Bundle:
     def use_directory(self, path: str | Path) -> None:
         """Route over another agency directory file (an operator's edit); no retraining.
 
-        The directory is checked against the bundle's region table; the saved
-        bundle is not changed.
+        The directory is checked against the bundle's region table; the bundle
+        on disk changes only if it is saved again.
         """
         if self.router is None:
             raise BundleError("this bundle routes no head, so it has no agency directory")
         self.router = self.router.with_directory(Directory.read(path, regions=self.router.table))
+        self.routing.directory_fingerprint = self.router.directory.fingerprint()
 
     @property
     def untrained_heads(self) -> list[str]:

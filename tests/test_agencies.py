@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from data.agencies import PLACE_ALIASES, TypeTable, TypeTableError, default_types, parse_agency
 from model.regions import Region, RegionTable, is_within
 from tests.conftest import skip_without_shared
+from training.agencies import PLACE_ALIASES, TypeTable, TypeTableError, default_types, parse_agency
 from training.build_directory import build_directory, resolve_home
 
 # Real codes and names (Kepmendagri), just the ones the examples need.

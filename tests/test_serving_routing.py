@@ -1,4 +1,6 @@
 """/v1/route with a routed agency head: concrete offices, the region, directory edits on reload."""
+# Fixtures are imported from tests/serving_fixtures.py; test arguments re-bind them.
+# ruff: noqa: F811
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Every distinct agency label of the data becomes one office: its name is the
 label exactly (so a predicted office can be compared with a gold label), its
 id a slug of the label, and its type, level and region come from
-`data.agencies.parse_agency`. Labels that differ only in case, spacing or
+`training.agencies.parse_agency`. Labels that differ only in case, spacing or
 punctuation ("BKN Kantor Regional III Bandung" and "... Bandung.") become one
 office named after the more frequent spelling, the others kept as aliases, so
 `Directory.lookup` finds the office for every gold label.
@@ -53,10 +53,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.agencies import ParsedAgency, TypeTable, default_types, parse_agency
 from data.directory import Directory, Office, label_key
 from data.schema import DataError
 from model.regions import LEVELS, Region, RegionsError, RegionTable, ancestors
+from training.agencies import ParsedAgency, TypeTable, default_types, parse_agency
 
 #: Units `--complete` can fill in.
 COMPLETABLE: tuple[str, ...] = ("kelurahan", "kecamatan")

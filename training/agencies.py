@@ -49,12 +49,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import data
 from data.directory import OFFICE_LEVELS, label_key
 from data.schema import DataError
 from model.regions import Region, RegionTable, ancestors, level_of, normalize_place
 
 #: The shipped type table.
-DEFAULT_TYPES_PATH = Path(__file__).with_name("agency_types.csv")
+DEFAULT_TYPES_PATH = Path(data.__file__).resolve().with_name("agency_types.csv")
 
 TYPE_COLUMNS: tuple[str, ...] = ("type", "level", "patterns")
 
