@@ -166,14 +166,7 @@ def out_of_region(work: Path, bundle_dir: Path, directory: Path) -> None:
         rows.append(i)
     subset = data.select(rows)
     gold = [lapor_directory.lookup(g) for g in subset.labels("agency")]  # type: ignore[arg-type]
-    started = time.perf_counter()
-    bundle.router = Router(lapor_directory, Gazetteer(table))
-    preds = predict(bundle, subset.texts(), top_k=1)
-    seconds = time.perf_counter() - started
-    ours_type = [p.heads["agency"].types[0].label for p in preds]  # type: ignore[index]
-    ours_office = [p.heads["agency"].top[0].label if p.heads["agency"].top else None for p in preds]
-
-    train, dev = training_split(bundle)
+    train, dev = training_split(bundle)  # with the bundle's own (Surabaya) directory
     peer = TfidfBaseline().fit(
         train.texts(), {"agency": train.labels("agency")}, dev.texts(),
         {"agency": dev.labels("agency")},
@@ -184,6 +177,13 @@ def out_of_region(work: Path, bundle_dir: Path, directory: Path) -> None:
     for j in peer_probs.argmax(axis=1):
         office = home_directory.lookup(peer_labels[j])
         peer_type.append(office.type if office else None)
+
+    started = time.perf_counter()
+    bundle.router = Router(lapor_directory, Gazetteer(table))
+    preds = predict(bundle, subset.texts(), top_k=1)
+    seconds = time.perf_counter() - started
+    ours_type = [p.heads["agency"].types[0].label for p in preds]  # type: ignore[index]
+    ours_office = [p.heads["agency"].top[0].label if p.heads["agency"].top else None for p in preds]
 
     def share(hits: list[bool]) -> float:
         return float(np.mean(hits)) if hits else float("nan")

@@ -407,7 +407,7 @@ def train(
     if frozen_encoder and start_from:
         raise UserError("--from continues fine-tuning; it cannot be combined with --frozen-encoder")
     train_set, dev_set = load_training_data(load, config)
-    router = None
+    router, office_rows = None, train_set
     if directory is not None:
         from training import routing
 
@@ -429,7 +429,7 @@ def train(
     else:
         bundle = finetune(train_set, dev_set, config, start_from=start_from)
     if router is not None:
-        routing.attach(bundle, ROUTED_HEAD, router)
+        routing.attach(bundle, ROUTED_HEAD, router, office_rows)
     # How the rows were read, so `aduan evaluate --baseline` can train its peer on them.
     bundle.training["data"]["load"] = load
     bundle.save(out, overwrite=overwrite)

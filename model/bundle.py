@@ -123,6 +123,8 @@ class RoutingSpec:
     scope: list[str] = field(default_factory=list)
     directory_fingerprint: str = ""
     regions_fingerprint: str = ""
+    # Training rows per office id: how a type is shared among offices the region cannot tell.
+    office_counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -197,6 +199,7 @@ class Bundle:
             scope=list(router.scope),
             directory_fingerprint=router.directory.fingerprint(),
             regions_fingerprint=router.table.fingerprint(),
+            office_counts=dict(sorted(router.office_counts.items())),
         )
         self.router = router
 
@@ -331,7 +334,9 @@ class Bundle:
             if routing.head not in head_specs:
                 raise BundleError(f"{root}: routed head {routing.head!r} is not a head")
             try:
-                router = load_router(root / ROUTING_DIR, routing.scope)
+                router = load_router(
+                    root / ROUTING_DIR, routing.scope, office_counts=routing.office_counts
+                )
             except (DataError, RegionsError) as exc:
                 raise BundleError(f"{root}: routing files cannot be read: {exc}") from exc
         return cls(

@@ -10,11 +10,15 @@ gazetteer (`model.regions`) from the location fields or the text:
 - for each likely type, the directory's offices of that type are matched to
   the region by walking up its hierarchy — kelurahan → kecamatan → city →
   province — and taking the first level that has an office of the type; then
-  offices whose region was not recorded (national bodies);
+  offices inside the region (when it is coarser than the offices, below);
+  then the type's other offices in the same province (a branch serving the
+  neighbouring regency); then offices whose region was not recorded
+  (national bodies);
 - where the region is coarser than the type's offices (the region is only
-  known to be Kota Surabaya, the type is Kelurahan/Desa), every office of the
-  type inside that region is a candidate and the type's probability is shared
-  among them, which makes the answer unsure, as it should be;
+  known to be Kota Surabaya, the type is Kelurahan/Desa), or unknown, every
+  office of the type inside that region is a candidate and the type's
+  probability is shared among them in proportion to their training rows
+  (add-one), which makes the answer unsure, as it should be;
 - an office's score is its type probability times its share, so the scores
   of all offices add up to at most one and keep the type head's calibration.
 
@@ -64,9 +68,16 @@ class RoutedOffice:
 class Router:
     """Offices for type probabilities and a region; see the module docstring."""
 
-    def __init__(self, directory: Directory, gazetteer: Gazetteer) -> None:
+    def __init__(
+        self,
+        directory: Directory,
+        gazetteer: Gazetteer,
+        *,
+        office_counts: Mapping[str, int] | None = None,
+    ) -> None:
         self.directory = directory
         self.gazetteer = gazetteer
+        self.office_counts = dict(office_counts or {})
         self._by_type: dict[str, list[Office]] = defaultdict(list)
         for office in directory.offices:
             if self.in_scope(office):
@@ -89,7 +100,7 @@ class Router:
 
     def with_directory(self, directory: Directory) -> Router:
         """The same gazetteer and scope over another directory (an operator's edit)."""
-        return Router(directory, self.gazetteer)
+        return Router(directory, self.gazetteer, office_counts=self.office_counts)
 
     def types_without_offices(self, types: Sequence[str]) -> list[str]:
         """Types the head can predict that no in-scope office of the directory has."""
@@ -104,7 +115,7 @@ class Router:
         if not offices:
             return []
         if region.code is None:
-            return _shared(offices, "region unknown")
+            return self._shared(offices, "region unknown")
         for step, code in enumerate(ancestors(region.code)):
             here = [o for o in offices if o.region_code == code]
             if here:
@@ -112,15 +123,28 @@ class Router:
                     why = f"office of the complaint's {level_of(code)}"
                 else:
                     why = f"the {level_of(code)}'s office for the complaint's {region.level}"
-                return _shared(here, why)
+                return self._shared(here, why)
         inside = [o for o in offices if o.region_code and is_within(o.region_code, region.code)]
         if inside:
             why = f"region known only to the {region.level}: one of {len(inside)} offices there"
-            return _shared(inside, why)
+            return self._shared(inside, why)
         unplaced = [o for o in offices if not o.region_code]
         if unplaced:
-            return _shared(unplaced, "office without a recorded region")
+            return self._shared(unplaced, "office without a recorded region")
+        province = ancestors(region.code)[-1]
+        nearby = [o for o in offices if o.region_code and is_within(o.region_code, province)]
+        if nearby:
+            why = f"no {type_} office for the {region.level}: one of {len(nearby)} in its province"
+            return self._shared(nearby, why)
         return []
+
+    def _shared(self, offices: list[Office], why: str) -> list[tuple[Office, float, str]]:
+        """Shares of a type among candidate offices, by their training rows (add-one)."""
+        if len(offices) == 1:
+            return [(offices[0], 1.0, why)]
+        weights = [self.office_counts.get(o.id, 0) + 1 for o in offices]
+        total = sum(weights)
+        return [(o, w / total, why) for o, w in zip(offices, weights, strict=True)]
 
     def route(
         self,
@@ -141,11 +165,6 @@ class Router:
         return found[:top_k]
 
 
-def _shared(offices: list[Office], why: str) -> list[tuple[Office, float, str]]:
-    share = 1.0 / len(offices)
-    return [(o, share, why) for o in offices]
-
-
 # ------------------------------------------------------------------- bundle files
 
 DIRECTORY_FILE = "directory.csv"
@@ -160,9 +179,9 @@ def save_router(router: Router, folder: Path) -> None:
 
 
 def load_router(
-    folder: Path, scope: Sequence[str], *, directory: str | Path | None = None
+    folder: Path, scope: Sequence[str], *, office_counts: Mapping[str, int] | None = None
 ) -> Router:
-    """The router saved by `save_router`, optionally over another directory file."""
+    """The router saved by `save_router`."""
     table = RegionTable.read(folder / REGIONS_FILE)
-    offices = Directory.read(directory or folder / DIRECTORY_FILE, regions=table)
-    return Router(offices, Gazetteer(table, scope=tuple(scope)))
+    offices = Directory.read(folder / DIRECTORY_FILE, regions=table)
+    return Router(offices, Gazetteer(table, scope=tuple(scope)), office_counts=office_counts)

@@ -109,6 +109,36 @@ def test_route_shares_a_type_among_offices_when_the_region_is_coarse(router: Rou
     assert all(r.why == "region unknown" for r in unknown)
 
 
+def test_offices_the_region_cannot_tell_apart_share_by_training_rows(
+    router: Router,
+) -> None:
+    counted = Router(router.directory, router.gazetteer, office_counts={"dishub-smg": 7})
+    routed = counted.route([("Dinas Perhubungan", 0.9)], region(None), top_k=5)
+    assert names(routed) == ["Dinas Perhubungan Kota Semarang", "Dinas Perhubungan Kota Surabaya"]
+    assert [r.score for r in routed] == pytest.approx([0.9 * 8 / 9, 0.9 * 1 / 9])
+    # a known region still decides on its own
+    routed = counted.route([("Dinas Perhubungan", 0.9)], region("35.78.01"), top_k=5)
+    assert names(routed) == ["Dinas Perhubungan Kota Surabaya"]
+    assert counted.with_directory(router.directory).office_counts == {"dishub-smg": 7}
+
+
+def test_a_branch_of_the_same_province_serves_a_regency_without_one(table: RegionTable) -> None:
+    extra = [
+        Region("35.15", "Kabupaten Sidoarjo", "city"),
+        Region("33.22", "Kabupaten Semarang", "city"),
+    ]
+    bigger = RegionTable.from_regions([*REGIONS, *extra])
+    branches = [
+        office("bpjs-sby", "BPJS Kesehatan KC Surabaya", "BPJS Kesehatan Kantor Cabang", "branch",
+               "35.78"),
+        office("bpjs-smg", "BPJS Kesehatan KC Semarang", "BPJS Kesehatan Kantor Cabang", "branch",
+               "33.74"),
+    ]  # fmt: skip
+    router = Router(Directory.from_offices(branches, regions=bigger), Gazetteer(bigger))
+    routed = router.route([("BPJS Kesehatan Kantor Cabang", 1.0)], region("35.15"), top_k=3)
+    assert names(routed) == ["BPJS Kesehatan KC Surabaya"] and "province" in routed[0].why
+
+
 def test_route_skips_types_with_no_office_for_the_region(router: Router) -> None:
     # no Kelurahan/Desa office of Semarang is in the directory, so that type yields nothing
     routed = router.route([("Kelurahan/Desa", 0.6), ("Dinas Perhubungan", 0.4)],
@@ -263,6 +293,9 @@ def test_train_and_evaluate_a_routed_bundle_end_to_end(
     assert run(argv) == 0
     meta = json.loads((bundle / "bundle.json").read_text())
     assert meta["routing"]["head"] == "agency"
+    counts = meta["routing"]["office_counts"]
+    assert sum(counts.values()) == meta["training"]["data"]["train"]["rows"]
+    assert set(counts) <= {o.id for o in OFFICES}
     assert set(meta["heads"]["agency"]["labels"]) == {"Kelurahan/Desa", "Dinas Perhubungan"}
     capsys.readouterr()
     out = tmp_path / "eval"

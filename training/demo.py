@@ -35,12 +35,11 @@ def build_demo_bundle(out: str | Path, *, seed: int = 0) -> Bundle:
     config = HeadTrainConfig(labels=["agency", "topic"], split="random", seed=seed)
     complaints = load_complaints(SAMPLE_DATA, label_columns=config.labels)
     router = routing.build_router(SAMPLE_DIRECTORY, [SAMPLE_REGIONS])
-    train, dev = (
-        routing.label_types(part, "agency", router.directory)
-        for part in split_data(complaints, config)
-    )
+    offices, dev = split_data(complaints, config)
+    train = routing.label_types(offices, "agency", router.directory)
+    dev = routing.label_types(dev, "agency", router.directory)
     bundle = train_heads(train, dev, config, name="demo")
-    routing.attach(bundle, "agency", router)
+    routing.attach(bundle, "agency", router, offices)
     calibrate_demo_dedup(bundle)
     bundle.save(out, overwrite=True)
     return bundle

@@ -94,12 +94,19 @@ def label_types(data: Complaints, head: str, directory: Directory) -> Complaints
     return data.with_labels(head, types)
 
 
-def attach(bundle: Bundle, head: str, router: Router) -> None:
-    """Route the trained head through `router`; every type it predicts must have an office."""
+def attach(bundle: Bundle, head: str, router: Router, train: Complaints) -> None:
+    """Route the trained head through `router`; every type it predicts must have an office.
+
+    `train` holds the training rows with their office labels (before
+    `label_types`): their counts per office share a type among offices the
+    region cannot tell apart.
+    """
     orphan = router.types_without_offices(bundle.head_specs[head].labels)
     if orphan:
         raise DataError(
             f"{len(orphan)} type(s) of head {head!r} have no office in scope in "
             f"{router.directory.source} (e.g. {orphan[0]!r}); widen --scope or add offices"
         )
-    bundle.set_router(head, router)
+    offices = (router.directory.lookup(v) for v in train.labels(head) if v)
+    counts = Counter(o.id for o in offices if o is not None)
+    bundle.set_router(head, Router(router.directory, router.gazetteer, office_counts=dict(counts)))
