@@ -182,7 +182,14 @@ def out_of_region(work: Path, bundle_dir: Path, directory: Path) -> None:
     bundle.router = Router(lapor_directory, Gazetteer(table))
     preds = predict(bundle, subset.texts(), top_k=1)
     seconds = time.perf_counter() - started
-    ours_type = [p.heads["agency"].types[0].label for p in preds]  # type: ignore[index]
+    # the type of the office it routes to (types with no office in the directory cannot be
+    # answered here); the top type where no office was found
+    ours_type = [
+        (p.heads["agency"].top[0].details or {}).get("type")
+        if p.heads["agency"].top
+        else p.heads["agency"].types[0].label  # type: ignore[index]
+        for p in preds
+    ]
     ours_office = [p.heads["agency"].top[0].label if p.heads["agency"].top else None for p in preds]
 
     def share(hits: list[bool]) -> float:

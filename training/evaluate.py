@@ -272,7 +272,6 @@ def _routing_entry(
             [r.top[0].label if r.top else None for r in routed],
             gold,
             directory,
-            predicted_types=[r.types[0].label if r.types else None for r in routed],
             regions=[x.get("code") for x in region],
             region_sources=[x.get("source", "none") for x in region],
         )

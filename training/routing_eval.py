@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from data.directory import Directory
 
+from data.directory import Directory
 from model.predict import HeadResult
 from model.regions import is_within
 
@@ -54,7 +54,8 @@ def routing_metrics(
         predicted: the top office name per row (None: no answer).
         gold: the gold office name per row.
         directory: gives types, levels and regions of gold (and predicted) offices.
-        predicted_types: the top type per row; by default the predicted office's type.
+        predicted_types: the type per row; by default the predicted office's type (the
+            type the answer routes to).
         regions: the resolved region code per row (aduan only).
         region_sources: which evidence decided each region (aduan only).
     """
