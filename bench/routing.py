@@ -137,6 +137,8 @@ def lapor(work: Path, directory: Path, train_args: list[str]) -> None:
 
 def out_of_region(work: Path, bundle_dir: Path, directory: Path) -> None:
     """The Surabaya model on LAPOR! complaints from elsewhere, over the LAPOR! directory."""
+    from collections import Counter
+
     import numpy as np
 
     from data.directory import Directory
@@ -182,12 +184,9 @@ def out_of_region(work: Path, bundle_dir: Path, directory: Path) -> None:
     bundle.router = Router(lapor_directory, Gazetteer(table))
     preds = predict(bundle, subset.texts(), top_k=1)
     seconds = time.perf_counter() - started
-    # the type of the office it routes to (types with no office in the directory cannot be
-    # answered here); the top type where no office was found
-    ours_type = [
-        (p.heads["agency"].top[0].details or {}).get("type")
-        if p.heads["agency"].top
-        else p.heads["agency"].types[0].label  # type: ignore[index]
+    top_type = [p.heads["agency"].types[0].label for p in preds]  # type: ignore[index]
+    office_type = [
+        (p.heads["agency"].top[0].details or {}).get("type") if p.heads["agency"].top else None
         for p in preds
     ]
     ours_office = [p.heads["agency"].top[0].label if p.heads["agency"].top else None for p in preds]
@@ -196,7 +195,8 @@ def out_of_region(work: Path, bundle_dir: Path, directory: Path) -> None:
         return float(np.mean(hits)) if hits else float("nan")
 
     # every row's gold office is in the LAPOR! directory (rows were chosen that way)
-    types_ok = [t == g.type for t, g in zip(ours_type, gold, strict=True)]  # type: ignore[union-attr]
+    types_ok = [t == g.type for t, g in zip(top_type, gold, strict=True)]  # type: ignore[union-attr]
+    routed_ok = [t == g.type for t, g in zip(office_type, gold, strict=True)]  # type: ignore[union-attr]
     peer_ok = [t == g.type for t, g in zip(peer_type, gold, strict=True)]  # type: ignore[union-attr]
     exact = [
         o is not None and lapor_directory.lookup(o) == g
@@ -204,9 +204,12 @@ def out_of_region(work: Path, bundle_dir: Path, directory: Path) -> None:
     ]
     exact_given_type = [e for e, t in zip(exact, types_ok, strict=True) if t]
     name = f"out-of-region (n={len(rows)})"
-    ROWS.append((name, "type_accuracy", share(types_ok), share(peer_ok)))
+    ROWS.append((name, "type_accuracy (the head's top type)", share(types_ok), share(peer_ok)))
+    ROWS.append((name, "type of the office routed to", share(routed_ok), share(peer_ok)))
     ROWS.append((name, "exact_office_accuracy", share(exact), None))
     ROWS.append((name, "exact office when the type is right", share(exact_given_type), None))
+    common = Counter(g.type for g in gold if g).most_common(8)  # type: ignore[union-attr]
+    print("out-of-region gold types: " + ", ".join(f"{t} {n}" for t, n in common), flush=True)
     print(
         f"out-of-region: {len(rows)} LAPOR! complaints of {len(known_types)} Surabaya types, "
         f"outside Surabaya; routed in {seconds:.0f} s",
