@@ -316,18 +316,13 @@ class _Resolver:
         then city with Kota before Kabupaten), or None when there is none or no single one."""
         if not normalize_place(words):
             return None
-        if kind == "any":
-            for k in ("province", "kota", "kabupaten"):
-                hit = self.place(words, k)
-                if hit is not None:
-                    return hit
-            return None
-        if kind == "branch":
-            for k in ("kota", "kabupaten", "province"):
-                hit = self.place(words, k)
-                if hit is not None:
-                    return hit
-            return None
+        order = {
+            "any": ("province", "kota", "kabupaten"),
+            "branch": ("kota", "kabupaten", "province"),
+        }
+        if kind in order:
+            hits = (self.place(words, k) for k in order[kind])
+            return next((hit for hit in hits if hit is not None), None)
         found = self._by_kind(words, kind)
         if len(found) == 1:
             return _Place(found[0], words.strip(_EDGE_PUNCT))
