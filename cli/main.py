@@ -237,6 +237,9 @@ def bundle_info(
     for spec in meta.get("heads", {}).values():
         spec["n_labels"] = len(spec.get("labels", []))
         spec["labels"] = spec["labels"][:10] + (["…"] if len(spec["labels"]) > 10 else [])
+    counts = meta.get("routing", {}).pop("office_counts", None)
+    if counts is not None:
+        meta["routing"]["offices_with_training_rows"] = len(counts)
     _echo_json(meta)
 
 
