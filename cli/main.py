@@ -503,6 +503,14 @@ def predict_cmd(
     id_column: IdColOpt = None,
     threads: ThreadsOpt = None,
     directory: DirectoryOpt = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="Route only to offices of these regions (codes or names), within the "
+            "bundle's own scope.",
+        ),
+    ] = None,
 ) -> None:
     """Predict every row of --data; write {"id", "heads": {head: {"top", "abstain", "margin"}}}.
 
@@ -524,6 +532,8 @@ def predict_cmd(
         typer.echo(f"skipped {c.n_dropped_empty} row(s) with empty text", err=True)
     if directory is not None:
         bundle.use_directory(directory)
+    if scope:
+        bundle.use_scope(scope)
     ids, texts, locations = c.ids(), c.texts(), c.locations()
     started = time.perf_counter()
     chunk = 1024  # bounded memory on large files; predictions stream to disk

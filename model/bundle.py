@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from data.schema import DataError
 from model.files import fsync_tree, sha256_file
 from model.network import ClassifierHeads, TextEncoder, link_or_copy_tree
 from model.regions import RegionsError
-from model.routing import Router, load_router, save_router
+from model.routing import Router, load_router, save_router, scope_codes
 
 FORMAT = "aduan-bundle"
 SCHEMA_VERSION = 1
@@ -213,6 +214,19 @@ class Bundle:
             raise BundleError("this bundle routes no head, so it has no agency directory")
         self.router = self.router.with_directory(Directory.read(path, regions=self.router.table))
         self.routing.directory_fingerprint = self.router.directory.fingerprint()
+
+    def use_scope(self, values: Sequence[str]) -> None:
+        """Limit routing to a deployment scope (codes or names; "national": no limit).
+
+        The scope must lie within the bundle's region table (a bundle trained
+        with `--scope` only knows its own scope's regions); the bundle on disk
+        changes only if it is saved again.
+        """
+        if self.router is None:
+            raise BundleError("this bundle routes no head, so it has no deployment scope")
+        codes = scope_codes(self.router.table, values)
+        self.router = self.router.with_scope(codes)
+        self.routing.scope = list(codes)
 
     @property
     def untrained_heads(self) -> list[str]:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from data.directory import Directory, Office
+from data.schema import DataError
 from model.regions import Gazetteer, RegionTable, Resolution, ancestors, is_within, level_of
 
 #: Types below this probability are not turned into offices.
@@ -102,6 +103,11 @@ class Router:
         """The same gazetteer and scope over another directory (an operator's edit)."""
         return Router(directory, self.gazetteer, office_counts=self.office_counts)
 
+    def with_scope(self, scope: Sequence[str]) -> Router:
+        """The same directory over another deployment scope (region codes; empty: national)."""
+        gazetteer = Gazetteer(self.table, scope=tuple(scope))
+        return Router(self.directory, gazetteer, office_counts=self.office_counts)
+
     def types_without_offices(self, types: Sequence[str]) -> list[str]:
         """Types the head can predict that no in-scope office of the directory has."""
         return [t for t in types if not self._by_type.get(t)]
@@ -163,6 +169,28 @@ class Router:
                 found.append(RoutedOffice(office, p * share, p, why))
         found.sort(key=lambda r: (-r.score, -r.type_score, r.office.id))
         return found[:top_k]
+
+
+def scope_codes(table: RegionTable, values: Sequence[str]) -> tuple[str, ...]:
+    """Region codes for a deployment scope given as codes ("35.78") or names ("Kota Surabaya").
+
+    "national" (or nothing) means no limit. Raises DataError for a value that
+    is not exactly one province or city of the table.
+    """
+    codes = []
+    for value in values:
+        value = value.strip()
+        if value.lower() in ("", "national", "nasional"):
+            continue
+        if value in table:
+            codes.append(value)
+            continue
+        found = [r for r in table.find(value) if r.level in ("province", "city")]
+        if len(found) != 1:
+            what = "no province or city" if not found else f"{len(found)} regions"
+            raise DataError(f"scope {value!r}: {what} of that name in the region table")
+        codes.append(found[0].code)
+    return tuple(codes)
 
 
 # ------------------------------------------------------------------- bundle files

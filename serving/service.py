@@ -55,13 +55,19 @@ class ReloadError(Exception):
 
 
 def load_bundle(
-    path: Path, *, runtime: str = "torch", threads: int = 1, directory: Path | None = None
+    path: Path,
+    *,
+    runtime: str = "torch",
+    threads: int = 1,
+    directory: Path | None = None,
+    scope: list[str] | None = None,
 ) -> Bundle:
     """Load a bundle and check that it predicts and that its dedup scorer is usable.
 
     With `runtime="onnx"` the encoder's forward pass runs in ONNX Runtime
     (model.onnx); if the export fails, the bundle is served with torch and a
-    warning says why. `directory` replaces the bundle's agency directory.
+    warning says why. `directory` replaces the bundle's agency directory and
+    `scope` narrows its deployment scope.
     """
     bundle = Bundle.load(path)
     if not bundle.head_specs:
@@ -71,6 +77,11 @@ def load_bundle(
             bundle.use_directory(directory)
         except DataError as exc:
             raise BundleError(f"ADUAN_DIRECTORY: {exc}") from None
+    if scope:
+        try:
+            bundle.use_scope(scope)
+        except DataError as exc:
+            raise BundleError(f"ADUAN_SCOPE: {exc}") from None
     if runtime == "onnx":
         try:
             enable_onnx(bundle, threads=threads)
@@ -159,6 +170,7 @@ class Service:
                 runtime=self.settings.runtime,
                 threads=self.settings.threads(),
                 directory=self.settings.directory,
+                scope=self.settings.scope_list(),
             )
             finder = DuplicateFinder(bundle)
             index, n = reindex.open_for(
@@ -211,6 +223,7 @@ class Service:
                     runtime=self.settings.runtime,
                     threads=self.settings.threads(),
                     directory=self.settings.directory,
+                    scope=self.settings.scope_list(),
                 )
             except Exception as exc:
                 self.metrics.reloads.labels(result="failed").inc()

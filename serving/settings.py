@@ -40,6 +40,12 @@ class Settings(BaseSettings):
         description="Agency directory CSV to route over instead of the bundle's own; "
         "re-read on every reload, so office edits need no retraining.",
     )
+    scope: str = Field(
+        default="",
+        description="Deployment scope: the region codes or names (comma-separated, e.g. "
+        "'Kota Surabaya') whose offices this deployment routes to, within the bundle's own "
+        "scope. Empty: the bundle's scope.",
+    )
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
     api_keys: str = Field(
@@ -116,6 +122,9 @@ class Settings(BaseSettings):
 
     def feedback_path(self) -> Path:
         return self.feedback_dir or aduan_home() / "feedback"
+
+    def scope_list(self) -> list[str]:
+        return [v.strip() for v in self.scope.split(",") if v.strip()]
 
     def cors_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

@@ -14,7 +14,7 @@ from data.schema import DataError
 from model.bundle import Bundle, BundleError
 from model.predict import predict
 from model.regions import Gazetteer, Region, RegionTable, Resolution
-from model.routing import Router
+from model.routing import Router, scope_codes
 from training import routing as train_routing
 
 # A tiny invented region tree (codes in the official format, names written for this test).
@@ -254,13 +254,23 @@ def test_label_types_maps_offices_and_names_missing_ones(tmp_path: Path) -> None
         train_routing.label_types(data, "agency", directory)
 
 
-def test_resolve_scope_accepts_codes_and_names(table: RegionTable) -> None:
-    assert train_routing.resolve_scope(table, ["Kota Surabaya", "33.74", "national"]) == (
-        "35.78",
-        "33.74",
-    )
+def test_scope_codes_accept_codes_and_names(table: RegionTable) -> None:
+    assert scope_codes(table, ["Kota Surabaya", "33.74", "national"]) == ("35.78", "33.74")
     with pytest.raises(DataError, match="Atlantis"):
-        train_routing.resolve_scope(table, ["Atlantis"])
+        scope_codes(table, ["Atlantis"])
+
+
+def test_bundle_scope_can_be_narrowed_for_a_deployment(routed_bundle: Bundle) -> None:
+    assert routed_bundle.router is not None
+    [before] = predict(routed_bundle, ["lampu mati"], top_k=5)
+    routed_bundle.use_scope(["Kota Semarang"])
+    assert routed_bundle.routing.scope == ["33.74"]
+    [after] = predict(routed_bundle, ["lampu mati"], top_k=5)
+    labels = {s.label for s in after.heads["agency"].top}
+    assert labels == {"Dinas Perhubungan Kota Semarang"}, "only Semarang's offices remain"
+    assert len(before.heads["agency"].top) > 1
+    with pytest.raises(DataError, match="Atlantis"):
+        routed_bundle.use_scope(["Atlantis"])
 
 
 def test_train_and_evaluate_a_routed_bundle_end_to_end(

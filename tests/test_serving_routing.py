@@ -96,3 +96,15 @@ def test_a_bad_directory_keeps_the_service_unready_with_the_reason(
     with TestClient(make_app(model=routed_dir, directory=missing)) as c:
         r = c.get("/readyz")
         assert r.status_code == 503 and "nope.csv" in r.text
+
+
+def test_the_deployment_scope_is_configured(make_app: AppFactory, routed_dir: Path) -> None:
+    request = {"text": TEXT_LAMPU, "top_k": 5}
+    with TestClient(make_app(model=routed_dir, scope="Kota Semarang")) as c:
+        out = c.post("/v1/route", json=request).json()
+        assert {a["label"] for a in out["agencies"]} <= {"Dinas Perhubungan Kota Semarang"}
+        assert out["heads"]["agency"]["region"]["source"] == "scope"
+        assert c.get("/v1/model").json()["routing"]["scope"][0]["code"] == "33.74"
+    with TestClient(make_app(model=routed_dir, scope="Atlantis")) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503 and "ADUAN_SCOPE" in r.text

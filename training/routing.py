@@ -17,7 +17,7 @@ from data.load import Complaints
 from data.schema import DataError
 from model.bundle import Bundle
 from model.regions import Gazetteer, RegionsError, RegionTable
-from model.routing import Router
+from model.routing import Router, scope_codes
 from training.build_directory import region_files
 
 
@@ -27,24 +27,6 @@ def read_regions(paths: Sequence[str | os.PathLike[str]] | None) -> RegionTable:
         return RegionTable.read(*region_files([str(p) for p in paths] if paths else None))
     except RegionsError as exc:
         raise DataError(str(exc)) from exc
-
-
-def resolve_scope(table: RegionTable, scope: Sequence[str]) -> tuple[str, ...]:
-    """Region codes for `--scope` values given as codes ("35.78") or names ("Kota Surabaya")."""
-    codes = []
-    for value in scope:
-        value = value.strip()
-        if value.lower() in ("", "national", "nasional"):
-            continue
-        if value in table:
-            codes.append(value)
-            continue
-        found = [r for r in table.find(value) if r.level in ("province", "city")]
-        if len(found) != 1:
-            what = "no province or city" if not found else f"{len(found)} regions"
-            raise DataError(f"--scope {value!r}: {what} of that name in the region table")
-        codes.append(found[0].code)
-    return tuple(codes)
 
 
 def build_router(
@@ -59,7 +41,7 @@ def build_router(
     """
     table = read_regions(regions)
     offices = Directory.read(directory, regions=table)
-    codes = resolve_scope(table, scope)
+    codes = scope_codes(table, scope)
     if codes:
         keep = set(codes) | {o.region_code for o in offices.offices if o.region_code}
         table = table.subset(keep)
