@@ -565,6 +565,17 @@ _MAX_FUZZY = 3  # fuzzy look-ups per text, at most
 _MIN_FUZZY_KEY = 5  # shorter keys are not fuzzy-matched (too many near misses)
 _FUZZY_CUTOFF = 88.0  # nationally: one typo in a 9-letter name
 _FUZZY_CUTOFF_WITHIN = 85.0  # within a known parent: one typo in a 7-letter name
+#: Government prefixes glued to a place name in hashtags and run-together words, with the
+#: kinds of region they may name ("pemkotsemarang" is Kota Semarang, not the Kabupaten).
+_GLUED_PREFIXES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("pemkot", frozenset({"kota"})),
+    ("pemkab", frozenset({"kabupaten"})),
+    ("pemprov", frozenset({"province"})),
+    ("kabupaten", frozenset({"kabupaten"})),
+    ("kota", frozenset({"kota"})),
+    ("kab", frozenset({"kabupaten"})),
+)
+
 _MARKED_W = 2.0
 _UNMARKED_W = 1.0
 _KABUPATEN_W = 0.9  # unmarked "Semarang": Kota Semarang is preferred over Kabupaten Semarang
@@ -605,6 +616,16 @@ def _kind_filter(codes: list[str], names: Mapping[str, str], kind: str | None) -
         return codes
     kept = [c for c in codes if names[c].casefold().startswith(kind)]
     return kept or codes
+
+
+def _kind_of(name: str) -> str:
+    """ "kota", "kabupaten" or "province" for a city or province name of the table."""
+    folded = name.casefold()
+    if folded.startswith("kota"):
+        return "kota"
+    if folded.startswith("kabupaten"):
+        return "kabupaten"
+    return "province"
 
 
 def _common_ancestor(codes: Iterable[str]) -> str | None:
@@ -933,6 +954,27 @@ class Gazetteer:
         i = bisect.bisect_left(keys, key)
         return i < len(keys) and keys[i].startswith(key)
 
+    def _is_upper_name(self, token: str) -> bool:
+        """Whether one token is a city or province name (not an ordinary word)."""
+        if token in _ORDINARY_NAMES or len(token) < 4:
+            return False
+        return any(c.count(".") <= 1 for c in self._index.get(token, ()))
+
+    def _glued(self, token: str) -> tuple[str, list[str]] | None:
+        """A token that glues a government prefix to a city or province name, as in
+        hashtags ("pemkotsemarang", "kotabandung", "kabkendal"): the name's key and codes."""
+        for prefix, kinds in _GLUED_PREFIXES:
+            if token.startswith(prefix) and len(token) - len(prefix) >= 4:
+                key = token[len(prefix) :]
+                codes = [
+                    c
+                    for c in self._index.get(key, ())
+                    if c.count(".") <= 1 and _kind_of(self._names[c]) in kinds
+                ]
+                if codes:
+                    return key, codes
+        return None
+
     def _ngram_key(self, words: Sequence[str]) -> str:
         if words[0] in _MARKERS or words[0] in ("adm", "administrasi"):
             return normalize_place(" ".join(words))
@@ -990,8 +1032,9 @@ class Gazetteer:
                     and toks[j] not in _STREET_MARKERS
                     and toks[j] not in _FUNCTION_WORDS
                     and not any(ch.isdigit() for ch in toks[j])
+                    and (j == i + 1 or not self._is_upper_name(toks[j]))
                 ):
-                    j += 1
+                    j += 1  # "jl. kali progo semarang": the street ends at the city
                 i = max(j, i + 1)
                 continue
             if t in _MARKERS:
@@ -1023,6 +1066,15 @@ class Gazetteer:
                     seen.add((key, level))
                     strong.append(_Mention(quote, level, {c: _MARKED_W for c in codes}, i))
                 i = j + m
+                continue
+            glued = self._glued(t)
+            if glued is not None:  # "#pemkotsemarang", "kotabandung": a marked city/province
+                key, codes = glued
+                if (key, "glued") not in seen:
+                    seen.add((key, "glued"))
+                    quote = s[spans[i][1] : spans[i][2]]
+                    strong.append(_Mention(quote, None, {c: _MARKED_W for c in codes}, i))
+                i += 1
                 continue
             if marked_only:
                 i += 1

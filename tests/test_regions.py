@@ -473,3 +473,18 @@ def test_surabaya_location_fields_resolve_to_kelurahan(official: RegionTable) ->
     print(f"surabaya: {resolved}/{rows} rows with a kelurahan resolve to one ({rate:.2%})")
     assert rows > 1000
     assert rate >= 0.95
+
+
+def test_glued_government_prefixes_name_a_city(national: Gazetteer) -> None:
+    r = national.resolve("mohon #pemkotsemarang segera perbaiki")
+    assert r.code == "33.74" and r.source == "text", "pemkot: the Kota, not the Kabupaten"
+    assert national.resolve("laporan untuk pemkabsemarang").code == "33.22"
+    assert national.resolve("kotasurabaya banyak sampah").code == "35.78"
+    assert national.resolve("kotakita semua").code is None, "not a place after the prefix"
+
+
+def test_a_city_name_after_a_street_name_ends_the_street(national: Gazetteer) -> None:
+    r = national.resolve("jalan berlubang di jl. kali progo semarang mohon diperbaiki")
+    assert r.code == "33.74" and "semarang" in r.evidence[0]
+    # the first word after the marker is the street's own name, even when it is a city's
+    assert national.resolve("jalan berlubang di jl. semarang mohon diperbaiki").code is None
