@@ -329,3 +329,24 @@ def test_train_and_evaluate_a_routed_bundle_end_to_end(
     argv[argv.index(str(directory_file))] = str(missing)
     assert run([*argv[:4], str(tmp_path / "b2"), *argv[5:]]) == 2
     assert "missing.csv" in capsys.readouterr().err
+
+
+def test_evaluation_compares_offices_not_spellings(table: RegionTable) -> None:
+    import numpy as np
+
+    from training.evaluate import Scored, by_office, office_name
+
+    aliased = [
+        Office(**{**o.to_dict(), "aliases": ("Dishub Surabaya",)}) if o.id == "dishub-sby" else o
+        for o in OFFICES
+    ]
+    directory = Directory.from_offices(aliased, regions=table)
+    assert office_name(directory, "dishub  surabaya") == "Dinas Perhubungan Kota Surabaya"
+    assert office_name(directory, "Dinas Entah Apa") == "Dinas Entah Apa"
+    peer = Scored(
+        ["Dishub Surabaya", "Dinas Perhubungan Kota Surabaya", "Kelurahan Jagir"],
+        np.array([[0.3, 0.3, 0.4]]),
+    )
+    merged = by_office(peer, directory)
+    assert merged.labels == ["Dinas Perhubungan Kota Surabaya", "Kelurahan Jagir"]
+    assert merged.probs.tolist() == [[0.6, 0.4]]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
+from data.directory import Directory
 from data.load import Complaints
 from data.schema import DataError
 from data.text import snippet
@@ -179,7 +179,6 @@ def evaluate(
     _, probs = predict_proba(bundle, texts, batch_size=batch_size)
     peer: TfidfBaseline | None = None
     peer_probs: dict[str, np.ndarray] = {}
-    train: Complaints | None = None
     if baseline:
         train, dev = training_split(bundle)
         peer = TfidfBaseline().fit(
@@ -190,12 +189,6 @@ def evaluate(
         )
         peer_probs = peer.predict_proba(texts)
     train_counts = bundle.training.get("data", {}).get("train", {}).get("label_counts", {})
-    office_counts: dict[str, int] = {}  # a routed head's counts are types: count offices
-    if bundle.router is not None and bundle.routing.head in heads:
-        if train is None:
-            train = _training_rows(bundle)
-        if train is not None:
-            office_counts = dict(Counter(v for v in train.labels(bundle.routing.head) if v))
     result: dict[str, Any] = {
         "bundle": {"version": bundle.version, "path": str(bundle.path or "")},
         "data": {
@@ -211,16 +204,23 @@ def evaluate(
         gold = [str(values[i]) for i in rows]
         counts = train_counts.get(h, {})
         routed: list[HeadResult] = []
+        peer_scored = Scored(peer.labels(h), peer_probs[h][rows]) if peer is not None else None
         if h == bundle.routing.head and bundle.router is not None:
+            # The head learned types: score offices, compared by office (an alias
+            # spelling of a gold label is that office), counted from the bundle.
+            directory = bundle.router.directory
             locations = data.locations()
             routed = route_head(
                 bundle, probs[h][rows], [texts[i] for i in rows],
                 [locations[i] for i in rows], top_k=ROUTED_TOP,
             )  # fmt: skip
-            offices = [o.name for o in bundle.router.directory.offices]
+            offices = [o.name for o in directory.offices]
             office_probs, abstain = office_probabilities(routed, offices)
             ours = Scored(offices, office_probs, abstain)
-            counts = office_counts
+            gold = [office_name(directory, g) for g in gold]
+            counts = {o.name: bundle.routing.office_counts.get(o.id, 0) for o in directory.offices}
+            if peer_scored is not None:
+                peer_scored = by_office(peer_scored, directory)
         else:
             top = probs[h][rows].max(axis=1)
             ours = Scored(bundle.head_specs[h].labels, probs[h][rows], abstains(bundle, h, top))
@@ -230,10 +230,8 @@ def evaluate(
                 ours, gold, counts, [texts[i] for i in rows], [ids[i] for i in rows]
             ),
         }
-        if peer is not None:
-            entry["baseline"] = score_head(
-                Scored(peer.labels(h), peer_probs[h][rows]), gold, counts
-            )
+        if peer_scored is not None:
+            entry["baseline"] = score_head(peer_scored, gold, counts)
         if routed:
             entry["routing"] = _routing_entry(bundle, routed, gold, peer, peer_probs, h, rows)
         result["heads"][h] = entry
@@ -245,13 +243,21 @@ def evaluate(
     return result
 
 
-def _training_rows(bundle: Bundle) -> Complaints | None:
-    """The bundle's training rows, or None (logged) where they cannot be reloaded."""
-    try:
-        return training_split(bundle)[0]
-    except DataError as exc:
-        log.warning("per-office training counts unavailable: %s", exc)
-        return None
+def office_name(directory: Directory, label: str) -> str:
+    """The directory's name for the office a label names (the label itself if none)."""
+    office = directory.lookup(label)
+    return office.name if office is not None else label
+
+
+def by_office(scored: Scored, directory: Directory) -> Scored:
+    """`scored` with labels that name one office (aliases) merged under its name."""
+    names = [office_name(directory, label) for label in scored.labels]
+    merged = list(dict.fromkeys(names))
+    pos = {name: i for i, name in enumerate(merged)}
+    probs = np.zeros((len(scored.probs), len(merged)), dtype=scored.probs.dtype)
+    for j, name in enumerate(names):
+        probs[:, pos[name]] += scored.probs[:, j]
+    return Scored(merged, probs, scored.abstain)
 
 
 def _routing_entry(
