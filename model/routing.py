@@ -28,7 +28,6 @@ without retraining (the API does so on reload).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,10 +78,9 @@ class Router:
         self.directory = directory
         self.gazetteer = gazetteer
         self.office_counts = dict(office_counts or {})
-        self._by_type: dict[str, list[Office]] = defaultdict(list)
-        for office in directory.offices:
-            if self.in_scope(office):
-                self._by_type[office.type].append(office)
+        self._by_type = {
+            t: [o for o in directory.of_type(t) if self.in_scope(o)] for t in directory.types()
+        }
 
     @property
     def table(self) -> RegionTable:
@@ -97,7 +95,9 @@ class Router:
         if not self.scope:
             return True
         code = office.region_code
-        return bool(code) and any(is_within(code, s) for s in self.scope)  # type: ignore[arg-type]
+        if not code:
+            return False
+        return any(is_within(code, s) for s in self.scope)
 
     def with_directory(self, directory: Directory) -> Router:
         """The same gazetteer and scope over another directory (an operator's edit)."""
