@@ -118,39 +118,38 @@ def feedback_export(
     typer.echo(f"wrote {n} labelled complaint(s) to {out}")
 
 
-@key_app.command("new")
-def key_new(
-    scopes: Annotated[
-        str, typer.Option("--scopes", help="Comma-separated: route, feedback, admin, or *.")
-    ] = "route,feedback",
-) -> None:
-    """Make a random API key: prints the key (give it to the client; it is not stored)
-    and the entry to add to ADUAN_API_KEYS."""
-    from serving.security import KeyConfigError, key_entry, new_key
+ScopesOpt = Annotated[
+    str, typer.Option("--scopes", help="Comma-separated: route, feedback, admin, or *.")
+]
 
-    key = new_key()
+
+def _entry(key: str, scopes: str) -> str:
+    """The ADUAN_API_KEYS entry for a key; bad scopes are a user error."""
+    from serving.security import KeyConfigError, key_entry
+
     try:
-        entry = key_entry(key, scopes)
+        return key_entry(key, scopes)
     except KeyConfigError as exc:
         raise UserError(str(exc)) from None
+
+
+@key_app.command("new")
+def key_new(scopes: ScopesOpt = "route,feedback") -> None:
+    """Make a random API key: prints the key (give it to the client; it is not stored)
+    and the entry to add to ADUAN_API_KEYS."""
+    from serving.security import new_key
+
+    key = new_key()
+    entry = _entry(key, scopes)
     typer.echo(f"key:   {key}")
     typer.echo(f"entry: {entry}")
 
 
 @key_app.command("hash")
-def key_hash(
-    scopes: Annotated[
-        str, typer.Option("--scopes", help="Comma-separated: route, feedback, admin, or *.")
-    ] = "route,feedback",
-) -> None:
+def key_hash(scopes: ScopesOpt = "route,feedback") -> None:
     """Read a key from stdin (not the command line, which shell history keeps) and print
     its ADUAN_API_KEYS entry."""
-    from serving.security import KeyConfigError, key_entry
-
     key = sys.stdin.readline().strip()
     if not key:
         raise UserError('no key on stdin; e.g. `printf %s "$KEY" | aduan api-key hash`')
-    try:
-        typer.echo(key_entry(key, scopes))
-    except KeyConfigError as exc:
-        raise UserError(str(exc)) from None
+    typer.echo(_entry(key, scopes))

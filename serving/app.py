@@ -279,7 +279,11 @@ _ROUTE_EXAMPLES = {
             "id": "SBY-2024-000123",
             "text": EXAMPLE_TEXT,
             "created_at": "2024-03-05T08:15:00+07:00",
-            "location": {"kecamatan": "Gayungan", "kelurahan": "Ketintang"},
+            "location": {
+                "city": "Kota Surabaya",
+                "kecamatan": "Gayungan",
+                "kelurahan": "Ketintang",
+            },
             "register": True,
         },
     },
@@ -315,6 +319,12 @@ def _routing_routes(app: FastAPI, h: _Helpers) -> None:
         (`agencies`) with calibrated probabilities, every head under `heads`,
         earlier duplicates from the index (redacted snippets), and whether a
         human must review it (`needs_review`, `review_reasons`).
+
+        When the bundle routes its agency head, `agencies` are concrete offices
+        of the complaint's region (each with `id`, `type`, `level`,
+        `region_code`, `region`, `why`); the region comes from `location`
+        (`region_code`, then the names), else from place names in the text,
+        else from the deployment scope, and `heads.agency.region` says which.
 
         Review reasons (closed list): `topic_uncertain` / `agency_uncertain`
         (the head abstained: top probability under its calibrated threshold),
