@@ -71,3 +71,16 @@ def test_predict_normalises_text_like_training(tiny_bundle: Bundle) -> None:
 def test_predict_rejects_top_k_zero(tiny_bundle: Bundle) -> None:
     with pytest.raises(ValueError, match="top_k"):
         predict(tiny_bundle, ["x"], top_k=0)
+
+
+def test_embedding_is_deterministic_and_keeps_the_training_mode(tiny_bundle: Bundle) -> None:
+    encoder = tiny_bundle.encoder
+    texts = ["lampu jalan mati di jl. ketintang", "sampah menumpuk"]
+    assert not encoder.training and not encoder.bert.training  # loaded for inference
+    reference = encoder.embed(texts)
+    encoder.train()  # as during fine-tuning: dropout on for the forward pass
+    try:
+        np.testing.assert_allclose(encoder.embed(texts), reference, atol=1e-6)  # no dropout
+        assert encoder.training and encoder.bert.training  # back in training mode
+    finally:
+        encoder.eval()
