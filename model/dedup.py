@@ -20,10 +20,12 @@ keeps those at or above the threshold.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -142,27 +144,32 @@ def _shifted(t: datetime, delta: timedelta) -> str | None:
 # --------------------------------------------------------------------------- features
 
 
-def _words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.casefold()) if w not in _STOPWORDS}
+# A query is paired with every candidate, and candidates recur across queries: the
+# token sets are cached (frozen, so a caller cannot change a cached value).
+@functools.lru_cache(maxsize=2048)
+def _words(text: str) -> frozenset[str]:
+    return frozenset(w for w in _WORD.findall(text.casefold()) if w not in _STOPWORDS)
 
 
-def _numbers(text: str) -> set[str]:
-    return {n.lstrip("0") or "0" for n in _NUMBER.findall(text)}
+@functools.lru_cache(maxsize=2048)
+def _numbers(text: str) -> frozenset[str]:
+    return frozenset(n.lstrip("0") or "0" for n in _NUMBER.findall(text))
 
 
-def _address_grams(address: str) -> set[str]:
+@functools.lru_cache(maxsize=2048)
+def _address_grams(address: str) -> frozenset[str]:
     """Character trigrams of an address without its boilerplate words (typo-tolerant)."""
     words = " ".join(w for w in _ADDRESS_WORD.findall(address.casefold()) if w not in _BOILERPLATE)
-    return {words[i : i + 3] for i in range(len(words) - 2)}
+    return frozenset(words[i : i + 3] for i in range(len(words) - 2))
 
 
-def _signed_overlap(a: set[str], b: set[str]) -> float:
+def _signed_overlap(a: AbstractSet[str], b: AbstractSet[str]) -> float:
     if not a or not b:
         return 0.0
     return 1.0 if a & b else -1.0
 
 
-def _jaccard(a: set[str], b: set[str]) -> float:
+def _jaccard(a: AbstractSet[str], b: AbstractSet[str]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
@@ -368,10 +375,14 @@ class DuplicateFinder:
     def embedding_id(self) -> str:
         """Names the vector space of the duplicate embeddings; an index built in another
         space must be re-embedded. A pretrained encoder keeps the same id across
-        bundles, so swapping heads keeps the index."""
+        bundles, so swapping heads keeps the index. An encoder served with int8
+        weights (`enable_onnx(int8=True)`) embeds slightly differently: its own space."""
         enc = self.bundle.encoder_spec
         weights = f"bundle {self.bundle.version}" if enc.fine_tuned else enc.source or enc.name
-        return f"{enc.name}|{weights}|{self.spec.prompt!r}|{self.bundle.encoder.max_length}"
+        key = f"{enc.name}|{weights}|{self.spec.prompt!r}|{self.bundle.encoder.max_length}"
+        if getattr(getattr(self.bundle.encoder, "onnx", None), "int8", False):
+            key += "|int8"
+        return key
 
     @property
     def dim(self) -> int:
