@@ -1,6 +1,7 @@
 """CPU fast paths for serving: speed and accuracy of fp32, bf16 autocast and int8 weights.
 
     OMP_WAIT_POLICY=PASSIVE python bench/fastpath.py --model BUNDLE [--data surabaya-2022]
+                                                    [--pairs CSV] [--paths fp32,onnx,...]
 
 (`aduan serve` sets OMP_WAIT_POLICY=PASSIVE; without it torch's idle OpenMP
 threads spin and slow ONNX Runtime down in the same process.)
@@ -12,11 +13,18 @@ slice; the bundle should have been trained on the rest), it reports:
   unbatched case) and batch throughput (texts/s at batch 32);
 - accuracy of every head against the labels, top-1 agreement with fp32, and
   the lowest cosine between the path's embedding and fp32's (the duplicate
-  search reads the same embedding).
+  search reads the same embedding);
+- with `--pairs` (an `id_a,id_b,label` CSV of labelled duplicate pairs from
+  `--data`, e.g. data/labels/surabaya-2022-dup-pairs-test.csv) and a bundle
+  with a calibrated duplicate scorer: duplicate-pair F1 with the bundle's
+  stored threshold, so a path whose embeddings drift shows what that does to
+  duplicate detection.
 
 Paths: `fp32`; `bf16` (torch.autocast on CPU; native on CPUs with AVX512-BF16
 or AMX); `int8` (torch dynamic quantisation of the encoder's Linear layers);
-`onnx` (the fp32 encoder exported to ONNX and run by ONNX Runtime, model.onnx).
+`onnx` (the fp32 encoder exported to ONNX and run by ONNX Runtime, model.onnx);
+`onnx-int8` (that export with ONNX Runtime's BERT fusions and int8 MatMul
+weights per channel, `ADUAN_RUNTIME=onnx-int8`).
 What `torch.backends.cpu.get_cpu_capability()` reports is printed first.
 Texts are read from ../shared/data and never printed.
 """
@@ -44,6 +52,8 @@ def main() -> None:
     parser.add_argument("--data", default="surabaya-2022")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--latency-texts", type=int, default=60)
+    parser.add_argument("--pairs", type=Path, default=None, help="labelled pair ids (CSV)")
+    parser.add_argument("--paths", default="fp32,bf16,int8,onnx,onnx-int8")
     args = parser.parse_args()
 
     import torch
@@ -53,12 +63,21 @@ def main() -> None:
     from model.bundle import Bundle
     from model.onnx import enable_onnx
     from model.predict import predict
+    from training.dedup import evaluate_dedup
 
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, cpu capability {torch.backends.cpu.get_cpu_capability()}")
     bundle = Bundle.load(args.model)
     heads = list(bundle.head_specs)
     data = load_complaints(args.data, label_columns=heads)
+    pairs = []
+    if args.pairs is not None:
+        from data.pairs import pairs_from_ids
+
+        if bundle.dedup is None or not bundle.dedup.calibrated:
+            parser.error("--pairs needs a bundle with a calibrated duplicate scorer")
+        pairs = pairs_from_ids(args.pairs, load_complaints(args.data))
+        print(f"{len(pairs)} labelled pairs from {args.pairs.name}")
     _, test = time_split(data, 0.15)
     texts = test.texts()
     gold = {h: test.labels(h) for h in heads}
@@ -75,23 +94,32 @@ def main() -> None:
     int8_encoder = torch.ao.quantization.quantize_dynamic(
         copy.deepcopy(fp32_encoder), {torch.nn.Linear}, dtype=torch.qint8
     )
-    onnx_encoder = copy.deepcopy(fp32_encoder)
-    probe = copy.copy(bundle)
-    probe.encoder = onnx_encoder
+    onnx_encoders = {}
     with tempfile.TemporaryDirectory(prefix="aduan-onnx-") as tmp:
-        enable_onnx(probe, threads=args.threads, cache=Path(tmp))  # the session keeps the file
-    paths: list[tuple[str, Callable[[], contextlib.AbstractContextManager[None]], object]] = [
+        for name, int8 in (("onnx", False), ("onnx-int8", True)):
+            probe = copy.copy(bundle)
+            probe.encoder = onnx_encoders[name] = copy.deepcopy(fp32_encoder)
+            # the session keeps the model in memory, so the folder can go
+            enable_onnx(probe, threads=args.threads, cache=Path(tmp), int8=int8)
+    available: list[tuple[str, Callable[[], contextlib.AbstractContextManager[None]], object]] = [
         ("fp32", nothing, fp32_encoder),
         ("bf16", bf16, fp32_encoder),
         ("int8", nothing, int8_encoder),
-        ("onnx", nothing, onnx_encoder),
+        ("onnx", nothing, onnx_encoders["onnx"]),
+        ("onnx-int8", nothing, onnx_encoders["onnx-int8"]),
     ]
+    wanted = ["fp32", *[p for p in args.paths.split(",") if p and p != "fp32"]]
+    unknown = set(wanted) - {name for name, _, _ in available}
+    if unknown:
+        parser.error(f"unknown --paths {', '.join(sorted(unknown))}")
+    paths = [p for p in available if p[0] in wanted]
     reference: dict[str, list] = {}
     ref_emb = None
     print(
-        f"\n{'path':<6}{'p50 ms':>8}{'p90 ms':>8}{'texts/s':>9}"
+        f"\n{'path':<10}{'p50 ms':>8}{'p90 ms':>8}{'texts/s':>9}"
         + "".join(f"{h + ' acc':>14}{'agree':>7}" for h in heads)
         + f"{'min cos':>9}"
+        + (f"{'pair F1':>9}" if pairs else "")
     )
     for name, ctx, encoder in paths:
         bundle.encoder = encoder  # type: ignore[assignment]
@@ -118,7 +146,15 @@ def main() -> None:
             cells += f"{acc:>14.4f}{agree:>7.3f}"
         cos = float(np.min(np.einsum("ij,ij->i", emb, ref_emb)))
         p90 = statistics.quantiles(lat, n=10)[-1]
-        print(f"{name:<6}{statistics.median(lat):>8.1f}{p90:>8.1f}{rate:>9.1f}{cells}{cos:>9.5f}")
+        if pairs:
+            with ctx():
+                cells_f1 = f"{evaluate_dedup(bundle, pairs)['f1']:>9.4f}"
+        else:
+            cells_f1 = ""
+        print(
+            f"{name:<10}{statistics.median(lat):>8.1f}{p90:>8.1f}{rate:>9.1f}{cells}{cos:>9.5f}"
+            + cells_f1
+        )
     bundle.encoder = fp32_encoder
 
 

@@ -2,11 +2,13 @@
 
     python bench/serve.py [--model DIR] [--index-size 100000] [--duration 10]
                           [--concurrency 1,4,16,64] [--threads 2] [--embed-limit 1500]
-                          [--rebuild-index] [--skip-naive] [--bf16-probe] [--bf16-server]
+                          [--rebuild-index] [--skip-naive] [--runtimes onnx-int8,onnx]
 
 1. Loads real complaint texts: `surabaya-2022` from the shared data (skipped with
    a message when absent; then the invented `data/samples` complaints). Sorted by
-   date, the earlier 85% seed the index and the latest 15% are the queries.
+   date, the earlier 85% seed the index and the latest 15% are the queries,
+   sent with their own filing time (`created_at`), so the duplicate search
+   looks at the index's complaints of the weeks before, as it would live.
 2. Pre-fills a duplicate index with `--index-size` complaints under
    `$ADUAN_HOME/bench/`. Embedding 100k real texts on two cores would take hours,
    so at most `--embed-limit` real texts are embedded once with the bundle's
@@ -21,19 +23,21 @@
    `--rebuild-index`.
 3. Times one request step by step in process (tokenise, encoder forward,
    heads, second encoder pass if the bundle needs one, index search + pair
-   scoring), medians over 20 query texts.
-4. Starts `aduan serve` (subprocess) on that index and drives `POST /v1/route`
-   with `wrk` and a Lua script that cycles through the query texts, at each
-   concurrency level, after a short warm-up; reads the mean micro-batch size
-   from /metrics, and the server's RSS from /proc.
+   scoring), medians over 20 query texts, for each ONNX runtime.
+4. Starts `aduan serve` (subprocess) once per `--runtimes` entry
+   (`ADUAN_RUNTIME`: onnx-int8, onnx, torch; torch-bf16 is torch with
+   `ADUAN_BF16=true`), each on its own copy of the index, and drives
+   `POST /v1/route` with `wrk` and a Lua script that cycles through the query
+   texts, at each concurrency level, after a short warm-up; reads the mean
+   micro-batch size from /metrics, and the server's RSS from /proc. The int8
+   runtime embeds into its own vector space (its embedding id differs), so
+   it gets an index built from its own embeddings of the same texts.
 5. Does the same against a naive server in the same run: a minimal FastAPI app
    that calls a transformers "feature-extraction" pipeline on the bundle's
    encoder folder (local files only) per request, mean-pools, and applies the
    bundle's linear heads; no batching, no duplicate search (so it does less
-   work per request than aduan). The "aduan" server runs with the defaults
-   (the encoder in ONNX Runtime). With `--bf16-server`, a third server: aduan
-   with `ADUAN_RUNTIME=torch ADUAN_BF16=true` on a copy of the index. `--bf16-probe` measures bf16
-   autocast in process (speed at batch 32, top-1 agreement, min cosine).
+   work per request than aduan). bench/fastpath.py measures what each runtime
+   does to accuracy.
 
 All servers run with OMP_WAIT_POLICY=PASSIVE (what `aduan serve` sets by
 default): with OpenMP's default spin-waiting, a 2-thread torch pool on this
@@ -45,8 +49,10 @@ Prints one table, writes `$ADUAN_HOME/bench/serve.json`. Prints no complaint tex
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -62,6 +68,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 BIN = Path(sys.executable).parent
+#: --runtimes: the environment each aduan server runs with.
+RUNTIMES = {
+    "onnx-int8": {"ADUAN_RUNTIME": "onnx-int8"},
+    "onnx": {"ADUAN_RUNTIME": "onnx"},
+    "torch": {"ADUAN_RUNTIME": "torch", "ADUAN_BF16": "false"},
+    "torch-bf16": {"ADUAN_RUNTIME": "torch", "ADUAN_BF16": "true"},
+}
 WRK = "wrk"
 
 LUA = r"""
@@ -148,8 +161,8 @@ def rss_mb(pid: int) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------- data
-def load_texts() -> tuple[str, list[dict[str, Any]], list[str]]:
-    """(source, index seed records, query texts): real Surabaya texts when present."""
+def load_texts() -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(source, index seed records, query bodies): real Surabaya texts when present."""
     from data.load import load_complaints
     from data.registry import shared_data_available
 
@@ -163,7 +176,8 @@ def load_texts() -> tuple[str, list[dict[str, Any]], list[str]]:
     rows = c.dataset.with_format(None).to_list()
     rows.sort(key=lambda r: r.get("created_at") or "")
     cut = int(len(rows) * 0.85)
-    return source, rows[:cut], [r["text"][:20000] for r in rows[cut:]]
+    queries = [{"text": r["text"][:20000], "created_at": r.get("created_at")} for r in rows[cut:]]
+    return source, rows[:cut], [{k: v for k, v in q.items() if v} for q in queries]
 
 
 # --------------------------------------------------------------------------- index
@@ -171,8 +185,6 @@ def build_index(
     path: Path, finder: Any, seeds: list[dict[str, Any]], n: int, embed_limit: int, seed: int
 ) -> dict[str, Any]:
     """Fill a fresh index with n perturbed copies of up to embed_limit real complaints."""
-    import shutil
-
     from model.dedup import make_complaint
     from model.index import open_index
 
@@ -248,7 +260,9 @@ def open_or_build_index(
 
 
 # ----------------------------------------------------------------------- breakdown
-def breakdown(bundle: Any, finder: Any, index_path: Path, texts: list[str]) -> dict[str, float]:
+def breakdown(
+    bundle: Any, finder: Any, index_path: Path, queries: list[dict[str, Any]]
+) -> dict[str, float]:
     """Median milliseconds of each step of one single-complaint request, in process."""
     import torch
 
@@ -261,7 +275,8 @@ def breakdown(bundle: Any, finder: Any, index_path: Path, texts: list[str]) -> d
         k: [] for k in ("tokenise", "encode", "heads", "dedup_embed", "index", "predict_total")
     }
     try:
-        for text in texts:
+        for query in queries:
+            text = query["text"]
             clean = preprocess(bundle, [text])
             t0 = time.perf_counter()
             batch = bundle.encoder.tokenize(clean)
@@ -271,7 +286,7 @@ def breakdown(bundle: Any, finder: Any, index_path: Path, texts: list[str]) -> d
             t2 = time.perf_counter()
             head_probabilities(bundle, emb)
             t3 = time.perf_counter()
-            complaint = make_complaint(text, created_at="2022-10-01T10:00:00")
+            complaint = make_complaint(text, created_at=query.get("created_at"))
             vec = finder.embed([complaint.text], classifier_embeddings=emb.numpy())
             t4 = time.perf_counter()
             finder.find(index, [complaint], vec, k=5)
@@ -284,36 +299,6 @@ def breakdown(bundle: Any, finder: Any, index_path: Path, texts: list[str]) -> d
     finally:
         index.close()
     return {k: round(statistics.median(v), 2) for k, v in steps.items()}
-
-
-def bf16_probe(bundle: Any, texts: list[str]) -> dict[str, Any]:
-    """bf16 autocast on the encoder: speed at batch 32 and agreement with fp32."""
-    import torch
-
-    from model.predict import predict
-
-    def timed(fn: Any) -> tuple[Any, float]:
-        t0 = time.perf_counter()
-        out = fn()
-        return out, time.perf_counter() - t0
-
-    fp32, t_fp32 = timed(lambda: predict(bundle, texts, with_embeddings=True))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        bf16, t_bf16 = timed(lambda: predict(bundle, texts, with_embeddings=True))
-    agree = {
-        h: float(np.mean([a.heads[h].top[0].label == b.heads[h].top[0].label
-                          for a, b in zip(fp32, bf16, strict=True)]))
-        for h in bundle.head_specs
-    }  # fmt: skip
-    cos = [float(a.embedding @ b.embedding) for a, b in zip(fp32, bf16, strict=True)]
-    return {
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "texts": len(texts),
-        "fp32_texts_per_s": round(len(texts) / t_fp32, 2),
-        "bf16_texts_per_s": round(len(texts) / t_bf16, 2),
-        "top1_agreement": agree,
-        "min_cosine": round(min(cos), 5),
-    }
 
 
 # -------------------------------------------------------------------------- driving
@@ -397,7 +382,7 @@ class Server:
 def drive(
     servers: list[Server], args: argparse.Namespace, script: Path, bodies: Path
 ) -> dict[str, Any]:
-    """Both servers up at once; each level runs on one, then the other, so both see the
+    """All servers up at once; each level runs on one after the other, so all see the
     same background load (the machine is shared)."""
     try:
         for srv in servers:
@@ -433,13 +418,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads per server")
     parser.add_argument("--ready-timeout", type=float, default=1200.0)
     parser.add_argument("--skip-naive", action="store_true")
-    parser.add_argument("--bf16-probe", action="store_true")
     parser.add_argument(
-        "--bf16-server", action="store_true", help="also drive aduan with ADUAN_BF16=true"
+        "--runtimes",
+        default="onnx-int8,onnx",
+        help=f"aduan servers to drive, by ADUAN_RUNTIME: {', '.join(RUNTIMES)}",
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.runtimes = [r for r in args.runtimes.split(",") if r]
+    if not args.runtimes or set(args.runtimes) - set(RUNTIMES):
+        parser.error(f"--runtimes takes a list of {', '.join(RUNTIMES)}")
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the servers
     import torch
@@ -447,23 +436,31 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from model.bundle import Bundle
     from model.dedup import DuplicateFinder
+    from model.onnx import enable_onnx
     from model.paths import aduan_home
 
     model = args.model or aduan_home() / "bundles" / "demo"
     if not (model / "bundle.json").is_file():
         raise SystemExit(f"{model}: no bundle; build the demo bundle with `aduan bundle demo`")
     bundle = Bundle.load(model)
-    finder = DuplicateFinder(bundle)
     source, seeds, queries = load_texts()
     print(f"model {bundle.version} ({bundle.name}); data {source}: {len(seeds)} index seeds, "
           f"{len(queries)} query texts; torch threads {args.threads}", flush=True)  # fmt: skip
-    index_path, index_info = open_or_build_index(args, finder, seeds)
-    print(f"index: {index_info}", flush=True)
-    steps = breakdown(bundle, finder, index_path, queries[:20])
-    print(f"single request, median ms: {steps}", flush=True)
-    probe = bf16_probe(bundle, queries[:64]) if args.bf16_probe else None
-    if probe:
-        print(f"bf16 probe: {probe}", flush=True)
+    indexes: dict[str, Path] = {}
+    index_info: dict[str, Any] = {}
+    steps: dict[str, dict[str, float]] = {}
+    for runtime in args.runtimes:
+        served = copy.copy(bundle)
+        if runtime.startswith("onnx"):  # the server reuses this export from $ADUAN_HOME/onnx
+            served.encoder = copy.deepcopy(bundle.encoder)
+            enable_onnx(served, threads=args.threads, int8=runtime == "onnx-int8")
+        finder = DuplicateFinder(served)
+        indexes[runtime], info = open_or_build_index(args, finder, seeds)
+        index_info.setdefault(finder.embedding_id, info)
+        print(f"{runtime} index: {info}", flush=True)
+        if runtime.startswith("onnx"):
+            steps[runtime] = breakdown(served, finder, indexes[runtime], queries[:20])
+            print(f"{runtime} single request, median ms: {steps[runtime]}", flush=True)
     max_length = bundle.encoder.max_length
     del bundle
 
@@ -474,30 +471,24 @@ def main() -> None:
         script.write_text(LUA, encoding="utf-8")
         bodies = Path(tmp) / "bodies.jsonl"
         with bodies.open("w", encoding="utf-8") as fh:
-            for text in queries:
-                fh.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+            for body in queries:
+                fh.write(json.dumps(body, ensure_ascii=False) + "\n")
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("ADUAN_")}
-        # Both servers sleep (not spin) idle OpenMP workers, as `aduan serve` does by default.
+        # All servers sleep (not spin) idle OpenMP workers, as `aduan serve` does by default.
         base_env.update(ADUAN_HOME=str(aduan_home()), HF_HUB_OFFLINE="1")
         base_env.update(OMP_WAIT_POLICY="PASSIVE")
-        port = free_port()
         env = {**base_env, "ADUAN_LOG_LEVEL": "WARNING", "ADUAN_TORCH_THREADS": str(args.threads),
                "ADUAN_MAX_QUEUE": "4096", "ADUAN_REQUEST_TIMEOUT_S": "300",
                "ADUAN_FEEDBACK_DIR": str(Path(tmp) / "feedback")}  # fmt: skip
-        cmd = [str(BIN / "aduan"), "serve", "--model", str(model), "--index", str(index_path),
-               "--port", str(port)]  # fmt: skip
-        # "aduan": the defaults (ONNX Runtime); "aduan-torch-bf16": eager torch with bf16.
-        servers = [Server("aduan", cmd, env, port, Path(tmp) / "aduan.log")]
-        if args.bf16_server:  # the same with ADUAN_BF16 on a copy of the index (one opener each)
-            import shutil
-
-            copy = Path(tmp) / "index-bf16"
-            shutil.copytree(index_path, copy, ignore=shutil.ignore_patterns("index.lock"))
+        servers = []
+        for runtime in args.runtimes:  # one index copy each: an index has one opener
+            copied = Path(tmp) / f"index-{runtime}"
+            shutil.copytree(indexes[runtime], copied, ignore=shutil.ignore_patterns("index.lock"))
             port = free_port()
-            cmd = [str(BIN / "aduan"), "serve", "--model", str(model), "--index", str(copy),
+            cmd = [str(BIN / "aduan"), "serve", "--model", str(model), "--index", str(copied),
                    "--port", str(port)]  # fmt: skip
-            env_bf16 = {**env, "ADUAN_RUNTIME": "torch", "ADUAN_BF16": "true"}
-            servers.append(Server("aduan-torch-bf16", cmd, env_bf16, port, Path(tmp) / "bf16.log"))
+            servers.append(Server(f"aduan-{runtime}", cmd, {**env, **RUNTIMES[runtime]}, port,
+                                  Path(tmp) / f"{runtime}.log"))  # fmt: skip
         if not args.skip_naive:
             app = Path(tmp) / "naive_app.py"
             app.write_text(NAIVE_APP, encoding="utf-8")
@@ -533,12 +524,12 @@ def main() -> None:
         "queries": len(queries),
         "index_size": args.index_size,
         "index": index_info,
+        "runtimes": args.runtimes,
         "duration_s": args.duration,
         "threads": args.threads,
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
         "single_request_ms": steps,
-        "bf16_probe": probe,
         "servers": results,
     }
     out_dir.mkdir(parents=True, exist_ok=True)

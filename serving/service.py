@@ -64,8 +64,8 @@ def load_bundle(
 ) -> Bundle:
     """Load a bundle and check that it predicts and that its dedup scorer is usable.
 
-    With `runtime="onnx"` the encoder's forward pass runs in ONNX Runtime
-    (model.onnx); if the export fails, the bundle is served with torch and a
+    With `runtime="onnx"` (or "onnx-int8") the encoder's forward pass runs in
+    ONNX Runtime (model.onnx); if the export fails, the bundle is served with torch and a
     warning says why. `directory` replaces the bundle's agency directory and
     `scope` narrows its deployment scope.
     """
@@ -82,9 +82,9 @@ def load_bundle(
             bundle.use_scope(scope)
         except DataError as exc:
             raise BundleError(f"ADUAN_SCOPE: {exc}") from None
-    if runtime == "onnx":
+    if runtime in ("onnx", "onnx-int8"):
         try:
-            enable_onnx(bundle, threads=threads)
+            enable_onnx(bundle, threads=threads, int8=runtime == "onnx-int8")
         except Exception as exc:  # the torch path still works: serve with it
             log.warning(
                 "ONNX Runtime unavailable for %s (%s); using torch", path, type(exc).__name__
@@ -322,6 +322,13 @@ class Service:
         return found.get(complaint_id)
 
     # ------------------------------------------------------------------- model
+    def _runtime(self, bundle: Bundle) -> str:
+        """What runs the encoder now (a failed ONNX export falls back to torch)."""
+        session = bundle.encoder.onnx
+        if session is not None:
+            return "onnx-int8" if session.int8 else "onnx"
+        return "torch-bf16" if self.engine.bf16 else "torch"
+
     def model_info(self, served: Served) -> dict[str, Any]:
         b = served.bundle
         heads = {
@@ -348,6 +355,7 @@ class Service:
                     "name": b.encoder_spec.name,
                     "fine_tuned": b.encoder_spec.fine_tuned,
                     "max_length": b.encoder_spec.max_length,
+                    "runtime": self._runtime(b),
                 },
                 "heads": heads,
                 "training_data": data,

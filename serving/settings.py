@@ -64,7 +64,12 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024, ge=1024, description="Largest request body in bytes (413 beyond)."
     )
     batch_wait_ms: float = Field(
-        default=2.0, ge=0, le=1000, description="Wait for more requests before a model call (ms)."
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="Wait for more requests before a model call (ms). 0: take what is "
+        "queued at once; requests arriving while the model is busy form the next batch, "
+        "so a lone request never waits and batches still grow under load.",
     )
     encode_batch: int = Field(
         default=4,
@@ -72,11 +77,13 @@ class Settings(BaseSettings):
         description="Texts per encoder pass inside a micro-batch (sorted by length). Small "
         "is best on CPU: padding a long batch costs more than batching saves.",
     )
-    runtime: Literal["onnx", "torch"] = Field(
-        default="onnx",
-        description="What runs the encoder's forward pass: onnx (ONNX Runtime; exported "
-        "once per bundle into $ADUAN_HOME/onnx; the same embeddings as torch, measured "
-        "faster by bench/fastpath.py) or torch (eager PyTorch, with ADUAN_BF16).",
+    runtime: Literal["onnx-int8", "onnx", "torch"] = Field(
+        default="onnx-int8",
+        description="What runs the encoder's forward pass. onnx-int8: ONNX Runtime with "
+        "fused attention and int8 weights, made once per bundle into $ADUAN_HOME/onnx; "
+        "the fastest (bench/fastpath.py: about 2x onnx), with answers and embeddings close "
+        "to fp32 but not equal. onnx: ONNX Runtime in fp32, the same answers and "
+        "embeddings as torch. torch: eager PyTorch, with ADUAN_BF16.",
     )
     bf16: bool | None = Field(
         default=None,

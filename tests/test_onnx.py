@@ -54,3 +54,34 @@ def test_training_never_uses_the_onnx_session(tiny_bundle: Bundle, tmp_path: Pat
     with torch.no_grad():
         fast = tiny_bundle.encoder(batch["input_ids"], batch["attention_mask"])
     np.testing.assert_allclose(fast.numpy(), out.detach().numpy(), atol=1e-5)
+
+
+def test_int8_variant_is_close_to_fp32_and_cached(tiny_bundle: Bundle, tmp_path: Path) -> None:
+    reference = tiny_bundle.encoder.embed(TEXTS, batch_size=2)
+    path = enable_onnx(tiny_bundle, threads=1, cache=tmp_path, int8=True)
+    assert path.name.endswith("-int8.onnx") and path.is_file()
+    fp32 = tmp_path / path.name.replace("-int8.onnx", ".onnx")
+    assert fp32.is_file()  # made from the fp32 export, which is kept for the fp32 runtime
+    assert path.stat().st_size < fp32.stat().st_size  # int8 weights
+    got = tiny_bundle.encoder.embed(TEXTS, batch_size=2)
+    assert got.shape == reference.shape
+    cosines = np.einsum("ij,ij->i", got, reference)
+    assert cosines.min() > 0.9, cosines  # close, not equal: weights are rounded to int8
+    assert not np.allclose(got, reference, atol=1e-6)
+    stamp = path.stat().st_mtime_ns
+    assert enable_onnx(tiny_bundle, threads=1, cache=tmp_path, int8=True) == path
+    assert path.stat().st_mtime_ns == stamp
+    path.write_bytes(b"damaged")
+    enable_onnx(tiny_bundle, threads=1, cache=tmp_path, int8=True)
+    assert tiny_bundle.encoder.embed(TEXTS[:1]).shape == (1, tiny_bundle.encoder.dim)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_int8_runtime_has_its_own_embedding_space(tiny_bundle: Bundle, tmp_path: Path) -> None:
+    from model.dedup import DuplicateFinder
+
+    plain = DuplicateFinder(tiny_bundle).embedding_id
+    enable_onnx(tiny_bundle, threads=1, cache=tmp_path)
+    assert DuplicateFinder(tiny_bundle).embedding_id == plain  # fp32 ONNX: the same vectors
+    enable_onnx(tiny_bundle, threads=1, cache=tmp_path, int8=True)
+    assert DuplicateFinder(tiny_bundle).embedding_id != plain  # an index gets re-embedded

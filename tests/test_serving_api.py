@@ -366,3 +366,23 @@ def test_onnx_runtime_serves_the_same_answers(
         b = [(x["label"], x["score"]) for x in onnx_out["heads"][head]["top"]]
         assert [label for label, _ in a] == [label for label, _ in b]
         assert all(abs(x - y) < 1e-4 for (_, x), (_, y) in zip(a, b, strict=True))
+
+
+def test_int8_runtime_serves_close_answers_and_says_so(
+    make_app: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADUAN_HOME", str(tmp_path / "home"))
+    with TestClient(make_app()) as c:
+        torch_out = c.post("/v1/route", json={"text": TEXT_JALAN, "top_k": 4}).json()
+        assert c.get("/v1/model").json()["encoder"]["runtime"] == "torch"
+    with TestClient(make_app(runtime="onnx-int8")) as c:
+        int8_out = c.post("/v1/route", json={"text": TEXT_JALAN, "top_k": 4}).json()
+        info = c.get("/v1/model").json()
+    assert info["encoder"]["runtime"] == "onnx-int8"
+    assert info["dedup"]["embedding_id"].endswith("|int8")
+    assert list((tmp_path / "home" / "onnx").glob("*-int8.onnx"))
+    for head in ("agency", "topic"):
+        a = {x["label"]: x["score"] for x in torch_out["heads"][head]["top"]}
+        b = {x["label"]: x["score"] for x in int8_out["heads"][head]["top"]}
+        shared = a.keys() & b.keys()
+        assert shared and all(abs(a[k] - b[k]) < 0.1 for k in shared)

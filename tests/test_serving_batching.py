@@ -44,8 +44,9 @@ def _fire(client: TestClient, n: int, body: dict[str, Any] | None = None) -> lis
         return [f.result() for f in futures]
 
 
-def test_concurrent_requests_share_model_calls(make_app: AppFactory) -> None:
-    app = make_app(batch_wait_ms=5, micro_batch=32)
+@pytest.mark.parametrize("wait_ms", [0, 5])  # 0, the default: batches form while the model runs
+def test_concurrent_requests_share_model_calls(make_app: AppFactory, wait_ms: float) -> None:
+    app = make_app(batch_wait_ms=wait_ms, micro_batch=32)
     with TestClient(app) as c:
         _slow(app, 0.05)
         engine = app.state.service.engine
