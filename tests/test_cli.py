@@ -124,3 +124,33 @@ def test_cli_bundle_init_info_and_verify(
     assert info["untrained_heads"] == ["agency"] and "files" not in info
     assert run(["bundle", "verify", "--model", str(out)]) == 0
     assert run(init) == 2, "an existing bundle is not overwritten without --overwrite"
+
+
+def test_cli_predict_runs_the_serving_runtimes(
+    bundle_dir: Path,
+    complaints: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ADUAN_HOME", str(tmp_path / "home"))  # where the ONNX files go
+    argv = ["predict", "--model", str(bundle_dir), "--data", str(complaints), "--top-k", "4"]
+    tops = {}
+    for runtime in ("torch", "onnx", "onnx-int8"):
+        out = tmp_path / f"{runtime}.jsonl"
+        assert run([*argv, "--out", str(out), "--runtime", runtime]) == 0
+        tops[runtime] = [json.loads(line)["heads"]["topic"]["top"] for line in out.open()]
+    assert sorted(
+        p.name.endswith("-int8.onnx") for p in (tmp_path / "home" / "onnx").iterdir()
+    ) == [
+        False,
+        True,
+    ]
+    for fp32, onnx, int8 in zip(tops["torch"], tops["onnx"], tops["onnx-int8"], strict=True):
+        assert [x["label"] for x in onnx] == [x["label"] for x in fp32]
+        assert {x["label"] for x in int8} == {x["label"] for x in fp32}  # every label, close scores
+        scores = {x["label"]: x["score"] for x in fp32}
+        assert all(abs(x["score"] - scores[x["label"]]) < 0.1 for x in int8)
+    capsys.readouterr()
+    assert run([*argv, "--out", str(tmp_path / "x.jsonl"), "--runtime", "gpu"]) == 2
+    assert "--runtime must be one of torch, onnx, onnx-int8" in capsys.readouterr().err

@@ -46,7 +46,10 @@ def keyword_data(tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_evaluate_cli_end_to_end_with_baseline(
-    keyword_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    keyword_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data = keyword_data
     bundle = tmp_path / "b"
@@ -73,6 +76,14 @@ def test_evaluate_cli_end_to_end_with_baseline(
         assert (out / name).stat().st_size > 0
     report = (out / "report.md").read_text()
     assert "| accuracy |" in report and "tfidf+linearsvc" in report
+    assert metrics["bundle"]["runtime"] == "torch"
+    # the serving runtime scores nearly the same (int8 weights) and says which it was
+    int8_out = tmp_path / "eval-int8"
+    monkeypatch.setenv("ADUAN_HOME", str(tmp_path / "home"))
+    assert run([*argv[:-1], str(int8_out), "--runtime", "onnx-int8"]) == 0
+    int8 = json.loads((int8_out / "metrics.json").read_text())
+    assert int8["bundle"]["runtime"] == "onnx-int8"
+    assert abs(int8["heads"]["topic"]["aduan"]["accuracy"] - topic["aduan"]["accuracy"]) <= 0.1
 
 
 def test_evaluate_baseline_refuses_changed_training_data(
