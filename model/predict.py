@@ -107,8 +107,13 @@ def route_head(
     locations: Sequence[Mapping[str, str | None] | None],
     *,
     top_k: int,
+    embeddings: np.ndarray | None = None,
 ) -> list[HeadResult]:
-    """The routed head's answers: concrete offices for its type probabilities [n, types]."""
+    """The routed head's answers: concrete offices for its type probabilities [n, types].
+
+    `embeddings` (the texts' classifier embeddings) let the router's exemplars
+    weigh offices the region cannot tell apart.
+    """
     router, name = bundle.router, bundle.routing.head
     assert router is not None
     spec = bundle.head_specs[name]
@@ -117,7 +122,8 @@ def route_head(
         region = router.resolve(text, locations[i])
         order = np.argsort(-p[i], kind="stable")
         type_probs = [(spec.labels[j], float(p[i, j])) for j in order]
-        offices = router.route(type_probs, region, top_k=max(top_k, 2))
+        embedding = None if embeddings is None else embeddings[i]
+        offices = router.route(type_probs, region, top_k=max(top_k, 2), embedding=embedding)
         top = [LabelScore(o.office.name, o.score, o.details(router.table)) for o in offices[:top_k]]
         top1 = offices[0].score if offices else 0.0
         top2 = offices[1].score if len(offices) > 1 else 0.0
@@ -163,7 +169,8 @@ def predict(
     results: list[dict[str, HeadResult]] = [{} for _ in texts]
     for name, p in probs.items():
         if name == bundle.routing.head and bundle.router is not None:
-            routed = route_head(bundle, p, texts, locations or [None] * len(texts), top_k=top_k)
+            where = locations or [None] * len(texts)
+            routed = route_head(bundle, p, texts, where, top_k=top_k, embeddings=embeddings)
             for i, r in enumerate(routed):
                 results[i][name] = r
             continue

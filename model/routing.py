@@ -19,6 +19,13 @@ gazetteer (`model.regions`) from the location fields or the text:
   office of the type inside that region is a candidate and the type's
   probability is shared among them in proportion to their training rows
   (add-one), which makes the answer unsure, as it should be;
+- where the region is unknown and the bundle holds *exemplars* (the
+  embeddings and offices of training complaints whose type has several
+  offices), the complaint's most similar training complaints of that type
+  vote too: the share becomes half the training-row share and half the vote
+  share of its `EXEMPLAR_K` nearest exemplars. Text the gazetteer cannot read
+  ("warga perumahan kami", a school's name) often still resembles earlier
+  complaints to the right office;
 - an office's score is its type probability times its share, so the scores
   of all offices add up to at most one and keep the type head's calibration.
 
@@ -28,10 +35,13 @@ without retraining (the API does so on reload).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from data.directory import Directory, Office
 from data.schema import DataError
@@ -41,6 +51,23 @@ from model.regions import Gazetteer, RegionTable, Resolution, ancestors, is_with
 MIN_TYPE_PROBABILITY = 1e-4
 #: At most this many types are routed per complaint.
 MAX_TYPES = 20
+#: Exemplars: how many nearest training complaints of a type vote, and the weight
+#: of their vote against the training-row share. Both were fixed before the first
+#: measurement (bench/routing.py), not tuned on a test set.
+EXEMPLAR_K = 10
+EXEMPLAR_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class Exemplars:
+    """Training complaints' embeddings (L2-normalised rows) and the offices they went to."""
+
+    vectors: np.ndarray  # (n, dim) float32
+    office_ids: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.vectors.ndim != 2 or len(self.vectors) != len(self.office_ids):
+            raise DataError("exemplars: one vector per office id is needed")
 
 
 @dataclass(frozen=True)
@@ -74,13 +101,23 @@ class Router:
         gazetteer: Gazetteer,
         *,
         office_counts: Mapping[str, int] | None = None,
+        exemplars: Exemplars | None = None,
     ) -> None:
         self.directory = directory
         self.gazetteer = gazetteer
         self.office_counts = dict(office_counts or {})
+        self.exemplars = exemplars
         self._by_type = {
             t: [o for o in directory.of_type(t) if self.in_scope(o)] for t in directory.types()
         }
+        # Exemplar rows per type, through the directory as it is now: an office an
+        # operator removed (or renamed to a new id) no longer gets votes.
+        rows: dict[str, list[int]] = {}
+        for i, office_id in enumerate(exemplars.office_ids if exemplars else ()):
+            office = directory.get(office_id)
+            if office is not None:
+                rows.setdefault(office.type, []).append(i)
+        self._exemplar_rows = {t: np.array(r, dtype=np.int64) for t, r in rows.items()}
 
     @property
     def table(self) -> RegionTable:
@@ -101,12 +138,20 @@ class Router:
 
     def with_directory(self, directory: Directory) -> Router:
         """The same gazetteer and scope over another directory (an operator's edit)."""
-        return Router(directory, self.gazetteer, office_counts=self.office_counts)
+        return Router(
+            directory, self.gazetteer, office_counts=self.office_counts, exemplars=self.exemplars
+        )
 
     def with_scope(self, scope: Sequence[str]) -> Router:
         """The same directory over another deployment scope (region codes; empty: national)."""
         gazetteer = Gazetteer(self.table, scope=tuple(scope))
-        return Router(self.directory, gazetteer, office_counts=self.office_counts)
+        return Router(
+            self.directory, gazetteer, office_counts=self.office_counts, exemplars=self.exemplars
+        )
+
+    def offices_of(self, type_: str) -> list[Office]:
+        """The in-scope offices of a type."""
+        return list(self._by_type.get(type_, []))
 
     def types_without_offices(self, types: Sequence[str]) -> list[str]:
         """Types the head can predict that no in-scope office of the directory has."""
@@ -115,13 +160,19 @@ class Router:
     def resolve(self, text: str, location: Mapping[str, str | None] | None) -> Resolution:
         return self.gazetteer.resolve(text, location)
 
-    def candidates(self, type_: str, region: Resolution) -> list[tuple[Office, float, str]]:
-        """The offices of one type for a region: (office, share of the type, why)."""
+    def candidates(
+        self, type_: str, region: Resolution, embedding: np.ndarray | None = None
+    ) -> list[tuple[Office, float, str]]:
+        """The offices of one type for a region: (office, share of the type, why).
+
+        `embedding` (the complaint's, as the classifier saw it) lets the exemplars
+        vote where the region is unknown.
+        """
         offices = self._by_type.get(type_, [])
         if not offices:
             return []
         if region.code is None:
-            return self._shared(offices, "region unknown")
+            return self._voted(type_, self._shared(offices, "region unknown"), embedding)
         for step, code in enumerate(ancestors(region.code)):
             here = [o for o in offices if o.region_code == code]
             if here:
@@ -144,6 +195,28 @@ class Router:
             return self._shared(nearby, why)
         return []
 
+    def _voted(
+        self,
+        type_: str,
+        shared: list[tuple[Office, float, str]],
+        embedding: np.ndarray | None,
+    ) -> list[tuple[Office, float, str]]:
+        """Mix the shares with the votes of the nearest exemplars of the type."""
+        rows = self._exemplar_rows.get(type_)
+        if embedding is None or self.exemplars is None or rows is None or len(shared) < 2:
+            return shared
+        similarity = self.exemplars.vectors[rows] @ np.asarray(embedding, dtype=np.float32)
+        nearest = rows[np.argsort(-similarity, kind="stable")[:EXEMPLAR_K]]
+        votes = Counter(self.exemplars.office_ids[i] for i in nearest)
+        out = []
+        for office, share, why in shared:
+            n = votes.get(office.id, 0)
+            mixed = (1 - EXEMPLAR_WEIGHT) * share + EXEMPLAR_WEIGHT * n / len(nearest)
+            if n:
+                why += f"; {n} of the {len(nearest)} most similar training complaints went to it"
+            out.append((office, mixed, why))
+        return out
+
     def _shared(self, offices: list[Office], why: str) -> list[tuple[Office, float, str]]:
         """Shares of a type among candidate offices, by their training rows (add-one)."""
         if len(offices) == 1:
@@ -158,6 +231,7 @@ class Router:
         region: Resolution,
         *,
         top_k: int,
+        embedding: np.ndarray | None = None,
     ) -> list[RoutedOffice]:
         """The top-k offices for type probabilities (any order) and a resolved region."""
         ranked = sorted(type_probs, key=lambda tp: -tp[1])[:MAX_TYPES]
@@ -165,7 +239,7 @@ class Router:
         for type_, p in ranked:
             if p < MIN_TYPE_PROBABILITY and found:
                 break
-            for office, share, why in self.candidates(type_, region):
+            for office, share, why in self.candidates(type_, region, embedding):
                 found.append(RoutedOffice(office, p * share, p, why))
         found.sort(key=lambda r: (-r.score, -r.type_score, r.office.id))
         return found[:top_k]
@@ -197,13 +271,21 @@ def scope_codes(table: RegionTable, values: Sequence[str]) -> tuple[str, ...]:
 
 DIRECTORY_FILE = "directory.csv"
 REGIONS_FILE = "regions.csv"
+EXEMPLARS_FILE = "exemplars.npz"
 
 
 def save_router(router: Router, folder: Path) -> None:
-    """Write the directory and the region table the router uses into `folder`."""
+    """Write the directory, the region table and any exemplars into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     router.directory.write(folder / DIRECTORY_FILE)
     router.table.write(folder / REGIONS_FILE)
+    if router.exemplars is not None:
+        with (folder / EXEMPLARS_FILE).open("wb") as fh:
+            np.savez(
+                fh,
+                vectors=router.exemplars.vectors.astype(np.float16),  # half the size, same votes
+                office_ids=np.array(router.exemplars.office_ids, dtype=str),
+            )
 
 
 def load_router(
@@ -212,4 +294,18 @@ def load_router(
     """The router saved by `save_router`."""
     table = RegionTable.read(folder / REGIONS_FILE)
     offices = Directory.read(folder / DIRECTORY_FILE, regions=table)
-    return Router(offices, Gazetteer(table, scope=tuple(scope)), office_counts=office_counts)
+    exemplars = None
+    if (folder / EXEMPLARS_FILE).is_file():
+        try:
+            with np.load(folder / EXEMPLARS_FILE, allow_pickle=False) as z:
+                exemplars = Exemplars(
+                    z["vectors"].astype(np.float32), tuple(str(v) for v in z["office_ids"])
+                )
+        except (OSError, ValueError, KeyError) as exc:
+            raise DataError(f"{folder / EXEMPLARS_FILE}: not readable exemplars ({exc})") from None
+    return Router(
+        offices,
+        Gazetteer(table, scope=tuple(scope)),
+        office_counts=office_counts,
+        exemplars=exemplars,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import model.encoder
@@ -14,7 +15,7 @@ from data.schema import DataError
 from model.bundle import Bundle, BundleError
 from model.predict import predict
 from model.regions import Gazetteer, Region, RegionTable, Resolution
-from model.routing import Router, scope_codes
+from model.routing import Exemplars, Router, load_router, save_router, scope_codes
 from training import routing as train_routing
 
 # A tiny invented region tree (codes in the official format, names written for this test).
@@ -120,6 +121,52 @@ def test_offices_the_region_cannot_tell_apart_share_by_training_rows(
     routed = counted.route([("Dinas Perhubungan", 0.9)], region("35.78.01"), top_k=5)
     assert names(routed) == ["Dinas Perhubungan Kota Surabaya"]
     assert counted.with_directory(router.directory).office_counts == {"dishub-smg": 7}
+
+
+def _unit(*values: float) -> np.ndarray:
+    v = np.array(values, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_similar_training_complaints_vote_when_the_region_is_unknown(
+    router: Router, tmp_path: Path
+) -> None:
+    # Semarang has more training rows; the complaint resembles Surabaya's exemplars.
+    exemplars = Exemplars(
+        np.stack([_unit(1, 0, 0)] * 7 + [_unit(0, 1, 0)]),
+        ("dishub-sby",) * 7 + ("dishub-smg",),
+    )
+    voting = Router(router.directory, router.gazetteer, office_counts={"dishub-smg": 2},
+                    exemplars=exemplars)  # fmt: skip
+    near_sby = _unit(1, 0.1, 0)
+    plain = voting.route([("Dinas Perhubungan", 0.9)], region(None), top_k=2)
+    assert names(plain) == ["Dinas Perhubungan Kota Semarang", "Dinas Perhubungan Kota Surabaya"]
+    routed = voting.route([("Dinas Perhubungan", 0.9)], region(None), top_k=2, embedding=near_sby)
+    assert names(routed) == ["Dinas Perhubungan Kota Surabaya", "Dinas Perhubungan Kota Semarang"]
+    # half the training-row share (1/4, 3/4), half the vote share of the 8 nearest (7/8, 1/8)
+    assert [r.score for r in routed] == pytest.approx(
+        [0.9 * (0.5 / 4 + 0.5 * 7 / 8), 0.9 * (0.5 * 3 / 4 + 0.5 / 8)]
+    )
+    assert "7 of the 8 most similar training complaints" in routed[0].why
+    # a known region decides on its own; a single office needs no vote
+    known = voting.route([("Dinas Perhubungan", 0.9)], region("33.74"), top_k=2,
+                         embedding=near_sby)  # fmt: skip
+    assert names(known) == ["Dinas Perhubungan Kota Semarang"]
+    assert known[0].score == pytest.approx(0.9)
+    # saved with the bundle's routing files, in half precision
+    save_router(voting, tmp_path / "routing")
+    again = load_router(tmp_path / "routing", (), office_counts={"dishub-smg": 2})
+    assert again.exemplars is not None and again.exemplars.office_ids == exemplars.office_ids
+    np.testing.assert_allclose(again.exemplars.vectors, exemplars.vectors, atol=1e-3)
+    reloaded = again.route([("Dinas Perhubungan", 0.9)], region(None), top_k=2, embedding=near_sby)
+    assert [r.score for r in reloaded] == pytest.approx([r.score for r in routed])
+    # an office removed from the directory gets no more votes
+    edited = Directory.from_offices([o for o in OFFICES if o.id != "dishub-sby"])
+    left = voting.with_directory(edited).route(
+        [("Dinas Perhubungan", 0.9)], region(None), top_k=2, embedding=near_sby
+    )
+    assert names(left) == ["Dinas Perhubungan Kota Semarang"]
+    assert left[0].score == pytest.approx(0.9)
 
 
 def test_a_branch_of_the_same_province_serves_a_regency_without_one(table: RegionTable) -> None:
@@ -307,6 +354,9 @@ def test_train_and_evaluate_a_routed_bundle_end_to_end(
     assert sum(counts.values()) == meta["training"]["data"]["train"]["rows"]
     assert set(counts) <= {o.id for o in OFFICES}
     assert set(meta["heads"]["agency"]["labels"]) == {"Kelurahan/Desa", "Dinas Perhubungan"}
+    # every training row of a type with several offices votes as an exemplar
+    voters = Bundle.load(bundle).router.exemplars
+    assert voters is not None and len(voters.office_ids) == sum(counts.values())
     capsys.readouterr()
     out = tmp_path / "eval"
     assert run(["evaluate", "--model", str(bundle), "--data", str(data), "--out", str(out),

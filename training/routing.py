@@ -16,8 +16,9 @@ from data.directory import Directory, label_key
 from data.load import Complaints
 from data.schema import DataError
 from model.bundle import Bundle
+from model.predict import preprocess
 from model.regions import Gazetteer, RegionsError, RegionTable
-from model.routing import Router, scope_codes
+from model.routing import Exemplars, Router, scope_codes
 from training.build_directory import region_files
 
 
@@ -81,7 +82,8 @@ def attach(bundle: Bundle, head: str, router: Router, train: Complaints) -> None
 
     `train` holds the training rows with their office labels (before
     `label_types`): their counts per office share a type among offices the
-    region cannot tell apart.
+    region cannot tell apart, and the rows of types with several offices are
+    embedded with the bundle's encoder as the router's exemplars.
     """
     orphan = router.types_without_offices(bundle.head_specs[head].labels)
     if orphan:
@@ -89,6 +91,18 @@ def attach(bundle: Bundle, head: str, router: Router, train: Complaints) -> None
             f"{len(orphan)} type(s) of head {head!r} have no office in scope in "
             f"{router.directory.source} (e.g. {orphan[0]!r}); widen --scope or add offices"
         )
-    offices = (router.directory.lookup(v) for v in train.labels(head) if v)
+    offices = [router.directory.lookup(v) if v else None for v in train.labels(head)]
     counts = Counter(o.id for o in offices if o is not None)
-    bundle.set_router(head, Router(router.directory, router.gazetteer, office_counts=dict(counts)))
+    texts = train.texts()
+    voters = [
+        (texts[i], o) for i, o in enumerate(offices) if o and len(router.offices_of(o.type)) > 1
+    ]
+    exemplars = None
+    if voters:
+        clean = preprocess(bundle, [t for t, _ in voters])
+        vectors = bundle.encoder.embed(clean, batch_size=32)
+        exemplars = Exemplars(vectors, tuple(o.id for _, o in voters))
+    routed = Router(
+        router.directory, router.gazetteer, office_counts=dict(counts), exemplars=exemplars
+    )
+    bundle.set_router(head, routed)
