@@ -1,7 +1,7 @@
 """Routing benchmark: concrete offices from type × region, against a flat classifier.
 
     python bench/routing.py [--sets surabaya,lapor,out-of-region] [--frozen-encoder]
-                            [--epochs N] [--surabaya-bundle DIR]
+                            [--epochs N] [--surabaya-bundle DIR] [--lapor-bundle DIR]
 
 - directories: built with `python -m training.build_directory` from the
   labels and the official region tables (Surabaya: home Kota Surabaya, every
@@ -78,25 +78,35 @@ def routing_rows(name: str, metrics: dict) -> list[tuple]:
     return rows
 
 
-def train_and_evaluate(
-    name: str, work: Path, pool: Path, test: Path, directory: Path, train_args: list[str]
-) -> tuple[Path, list[tuple]]:
-    bundle = work / f"{name}-bundle"
-    trained = aduan(
-        "train", "--data", str(pool), "--out", str(bundle), "--overwrite",
-        "--directory", str(directory), *train_args,
-    )  # fmt: skip
+def evaluate(name: str, work: Path, bundle: Path, test: Path) -> list[tuple]:
+    """Score a routed bundle and its flat peer on the test file; the table's rows."""
     evaluated = aduan(
         "evaluate", "--model", str(bundle), "--data", str(test),
         "--out", str(work / f"{name}-eval"), "--baseline", "tfidf",
     )  # fmt: skip
-    print(
-        f"{name}: train {trained['_seconds'] / 60:.1f} min, evaluate "
-        f"{evaluated['_seconds'] / 60:.1f} min",
-        flush=True,
-    )
+    print(f"{name}: evaluate {evaluated['_seconds'] / 60:.1f} min", flush=True)
     metrics = json.loads((work / f"{name}-eval" / "metrics.json").read_text("utf-8"))
-    return bundle, routing_rows(name, metrics)
+    return routing_rows(name, metrics)
+
+
+def train_and_evaluate(
+    name: str,
+    work: Path,
+    pool: Path,
+    test: Path,
+    directory: Path,
+    train_args: list[str],
+    bundle: Path | None = None,
+) -> tuple[Path, list[tuple]]:
+    """Train a routed bundle on the pool (unless `bundle` is given), then evaluate it."""
+    if bundle is None:
+        bundle = work / f"{name}-bundle"
+        trained = aduan(
+            "train", "--data", str(pool), "--out", str(bundle), "--overwrite",
+            "--directory", str(directory), *train_args,
+        )  # fmt: skip
+        print(f"{name}: train {trained['_seconds'] / 60:.1f} min", flush=True)
+    return bundle, evaluate(name, work, bundle, test)
 
 
 def surabaya(work: Path, directory: Path, train_args: list[str], bundle: Path | None) -> Path:
@@ -107,22 +117,14 @@ def surabaya(work: Path, directory: Path, train_args: list[str], bundle: Path | 
     pool, test = time_split(data, dev_fraction=0.15)
     pool_file = write_jsonl(pool.dataset.to_list(), work / "surabaya-pool.jsonl")
     test_file = write_jsonl(test.dataset.to_list(), work / "surabaya-test.jsonl")
-    if bundle is not None:
-        aduan(
-            "evaluate", "--model", str(bundle), "--data", str(test_file),
-            "--out", str(work / "surabaya-eval"), "--baseline", "tfidf",
-        )  # fmt: skip
-        metrics = json.loads((work / "surabaya-eval" / "metrics.json").read_text("utf-8"))
-        ROWS.extend(routing_rows("surabaya", metrics))
-        return bundle
     args = ["--label", "agency", "--label", "topic", "--split", "time", "--scope", SURABAYA,
             *train_args]  # fmt: skip
-    out, rows = train_and_evaluate("surabaya", work, pool_file, test_file, directory, args)
+    out, rows = train_and_evaluate("surabaya", work, pool_file, test_file, directory, args, bundle)
     ROWS.extend(rows)
     return out
 
 
-def lapor(work: Path, directory: Path, train_args: list[str]) -> None:
+def lapor(work: Path, directory: Path, train_args: list[str], bundle: Path | None) -> None:
     from data.load import load_complaints
     from data.splits import random_split
 
@@ -131,7 +133,7 @@ def lapor(work: Path, directory: Path, train_args: list[str]) -> None:
     pool_file = write_jsonl(pool.dataset.to_list(), work / "lapor-pool.jsonl")
     test_file = write_jsonl(test.dataset.to_list(), work / "lapor-test.jsonl")
     args = ["--split", "random", "--label", "agency", *train_args]
-    _, rows = train_and_evaluate("lapor", work, pool_file, test_file, directory, args)
+    _, rows = train_and_evaluate("lapor", work, pool_file, test_file, directory, args, bundle)
     ROWS.extend(rows)
 
 
@@ -230,6 +232,10 @@ def main() -> None:
         "--surabaya-bundle", type=Path, default=None,
         help="Evaluate this routed Surabaya bundle instead of training one.",
     )  # fmt: skip
+    parser.add_argument(
+        "--lapor-bundle", type=Path, default=None,
+        help="Evaluate this routed LAPOR! bundle instead of training one.",
+    )  # fmt: skip
     args = parser.parse_args()
     train_args: list[str] = []
     for flag, value in (("--epochs", args.epochs), ("--threads", args.threads)):
@@ -248,7 +254,7 @@ def main() -> None:
     if "surabaya" in sets:
         bundle = surabaya(work, directories["surabaya"], train_args, bundle)
     if "lapor" in sets:
-        lapor(work, directories["lapor"], train_args)
+        lapor(work, directories["lapor"], train_args, args.lapor_bundle)
     if "out-of-region" in sets:
         bundle = bundle or work / "surabaya-bundle"
         out_of_region(work, bundle, directories["lapor"])

@@ -400,3 +400,35 @@ def test_evaluation_compares_offices_not_spellings(table: RegionTable) -> None:
     merged = by_office(peer, directory)
     assert merged.labels == ["Dinas Perhubungan Kota Surabaya", "Kelurahan Jagir"]
     assert merged.probs.tolist() == [[0.6, 0.4]]
+
+
+def test_evaluate_routes_like_predict_with_exemplar_votes(
+    routed_bundle: Bundle, tmp_path: Path
+) -> None:
+    """`aduan evaluate` must score the offices `predict` returns, exemplar votes included."""
+    import torch
+
+    from data.load import load_complaints
+    from model.predict import preprocess
+    from training.evaluate import evaluate
+
+    texts = [f"pengaduan nomor {i} mohon ditindaklanjuti segera" for i in range(6)]
+    rows = [{"id": f"x{i}", "text": t, "agency": "Dinas Perhubungan Kota Semarang"}
+            for i, t in enumerate(texts)]  # fmt: skip
+    data_file = tmp_path / "no-places.jsonl"
+    data_file.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with torch.no_grad():  # the type head says Dinas Perhubungan
+        routed_bundle.heads.layers["agency"].bias.copy_(torch.tensor([5.0, 0.0, 0.0]))
+    router = routed_bundle.router
+    assert router is not None
+    vectors = routed_bundle.encoder.embed(preprocess(routed_bundle, texts))
+    # Surabaya has the training rows; the similar complaints went to Semarang.
+    routed_bundle.router = Router(
+        router.directory, router.gazetteer, office_counts={"dishub-sby": 20},
+        exemplars=Exemplars(vectors, ("dishub-smg",) * len(texts)),
+    )  # fmt: skip
+    preds = predict(routed_bundle, texts, top_k=1)
+    assert {p.heads["agency"].top[0].label for p in preds} == {"Dinas Perhubungan Kota Semarang"}
+    data = load_complaints(str(data_file), label_columns=["agency"])
+    scored = evaluate(routed_bundle, data)["heads"]["agency"]
+    assert scored["routing"]["aduan"]["exact_office_accuracy"] == 1.0

@@ -176,7 +176,7 @@ def evaluate(
             "is a label column of the evaluation data"
         )
     texts, ids = data.texts(), data.ids()
-    _, probs = predict_proba(bundle, texts, batch_size=batch_size)
+    embeddings, probs = predict_proba(bundle, texts, batch_size=batch_size)
     peer: TfidfBaseline | None = None
     peer_probs: dict[str, np.ndarray] = {}
     if baseline:
@@ -212,7 +212,7 @@ def evaluate(
             locations = data.locations()
             routed = route_head(
                 bundle, probs[h][rows], [texts[i] for i in rows],
-                [locations[i] for i in rows], top_k=ROUTED_TOP,
+                [locations[i] for i in rows], top_k=ROUTED_TOP, embeddings=embeddings[rows],
             )  # fmt: skip
             offices = [o.name for o in directory.offices]
             office_probs, abstain = office_probabilities(routed, offices)
