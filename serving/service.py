@@ -390,6 +390,7 @@ def _routing_info(bundle: Bundle) -> dict[str, Any] | None:
             "types": router.directory.types(),
         },
         "regions": len(router.table),
+        "exemplars": len(router.exemplars.office_ids) if router.exemplars else 0,
     }
 
 

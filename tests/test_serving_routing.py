@@ -67,6 +67,7 @@ def test_route_answers_offices_of_the_complaints_region(
     assert "region" not in out["heads"]["topic"]
     assert model["routing"]["head"] == "agency"
     assert model["routing"]["directory"]["offices"] == len(OFFICES)
+    assert model["routing"]["exemplars"] == 0  # this bundle's router was built without
 
 
 def test_directory_edits_take_effect_on_reload(
