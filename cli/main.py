@@ -277,6 +277,42 @@ def bundle_verify(
     typer.echo(f"ok: bundle {bundle.version} with heads {', '.join(bundle.head_specs)}")
 
 
+@bundle_app.command("exemplars")
+def bundle_exemplars(
+    model: Annotated[Path, typer.Option("--model", help="A routed bundle directory.")],
+    threads: ThreadsOpt = None,
+) -> None:
+    """Embed a routed bundle's training rows as its router's exemplars, in place.
+
+    `aduan train --directory` does this itself; this brings a bundle trained
+    before exemplars existed up to date. The training and dev rows are
+    reloaded as `--baseline tfidf` reloads them, checked against the bundle's
+    fingerprint; the dev rows decide whether the exemplars vote on the type.
+    """
+    from model.bundle import Bundle
+    from model.routing import Router
+    from training.evaluate import training_split
+    from training.routing import choose_type_votes, make_exemplars
+
+    _set_threads(threads)
+    bundle = Bundle.load(model)
+    router, head = bundle.router, bundle.routing.head
+    if router is None or not head:
+        raise UserError(f"{model}: not a routed bundle (train it with --directory)")
+    train, dev = training_split(bundle)
+    exemplars = make_exemplars(bundle, train, head, router.directory)
+    bundle.set_router(
+        head,
+        Router(router.directory, router.gazetteer, office_counts=router.office_counts,
+               exemplars=exemplars),
+    )  # fmt: skip
+    dev_scores = choose_type_votes(bundle, dev)
+    bundle.save(model, overwrite=True)
+    n = 0 if exemplars is None else len(exemplars.office_ids)
+    _echo_json({"bundle": bundle.version, "exemplars": n, "type_votes": bundle.routing.type_votes,
+                "dev_exact_office_accuracy": dev_scores})  # fmt: skip
+
+
 @bundle_app.command("demo")
 def bundle_demo(
     out: Annotated[
@@ -433,7 +469,7 @@ def train(
     if frozen_encoder and start_from:
         raise UserError("--from continues fine-tuning; it cannot be combined with --frozen-encoder")
     train_set, dev_set = load_training_data(load, config)
-    router, office_rows = None, train_set
+    router, office_rows, office_dev = None, train_set, dev_set
     if directory is not None:
         from training import routing
 
@@ -455,7 +491,7 @@ def train(
     else:
         bundle = finetune(train_set, dev_set, config, start_from=start_from)
     if router is not None:
-        routing.attach(bundle, ROUTED_HEAD, router, office_rows)
+        routing.attach(bundle, ROUTED_HEAD, router, office_rows, office_dev)
     # How the rows were read, so `aduan evaluate --baseline` can train its peer on them.
     bundle.training["data"]["load"] = load
     bundle.save(out, overwrite=overwrite)

@@ -126,6 +126,10 @@ class RoutingSpec:
     regions_fingerprint: str = ""
     # Training rows per office id: how a type is shared among offices the region cannot tell.
     office_counts: dict[str, int] = field(default_factory=dict)
+    # Whether the router's exemplars vote on the type too (`Router.vote_types`), chosen
+    # on the dev rows by exact-office accuracy, which `type_votes_dev` records.
+    type_votes: bool = False
+    type_votes_dev: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -201,6 +205,7 @@ class Bundle:
             directory_fingerprint=router.directory.fingerprint(),
             regions_fingerprint=router.table.fingerprint(),
             office_counts=dict(sorted(router.office_counts.items())),
+            type_votes=router.type_votes,
         )
         self.router = router
 
@@ -349,7 +354,10 @@ class Bundle:
                 raise BundleError(f"{root}: routed head {routing.head!r} is not a head")
             try:
                 router = load_router(
-                    root / ROUTING_DIR, routing.scope, office_counts=routing.office_counts
+                    root / ROUTING_DIR,
+                    routing.scope,
+                    office_counts=routing.office_counts,
+                    type_votes=routing.type_votes,
                 )
             except (DataError, RegionsError) as exc:
                 raise BundleError(f"{root}: routing files cannot be read: {exc}") from exc

@@ -112,7 +112,7 @@ def route_head(
     """The routed head's answers: concrete offices for its type probabilities [n, types].
 
     `embeddings` (the texts' classifier embeddings) let the router's exemplars
-    weigh offices the region cannot tell apart.
+    vote on the type and on offices the region cannot tell apart.
     """
     router, name = bundle.router, bundle.routing.head
     assert router is not None
@@ -120,9 +120,10 @@ def route_head(
     results = []
     for i, text in enumerate(texts):
         region = router.resolve(text, locations[i])
-        order = np.argsort(-p[i], kind="stable")
-        type_probs = [(spec.labels[j], float(p[i, j])) for j in order]
         embedding = None if embeddings is None else embeddings[i]
+        scores = [(t, float(v)) for t, v in zip(spec.labels, p[i], strict=True)]
+        voted = router.vote_types(scores, embedding)
+        type_probs = sorted(voted, key=lambda tv: -tv[1])  # stable: ties keep label order
         offices = router.route(type_probs, region, top_k=max(top_k, 2), embedding=embedding)
         top = [LabelScore(o.office.name, o.score, o.details(router.table)) for o in offices[:top_k]]
         top1 = offices[0].score if offices else 0.0

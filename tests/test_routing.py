@@ -169,6 +169,22 @@ def test_similar_training_complaints_vote_when_the_region_is_unknown(
     assert left[0].score == pytest.approx(0.9)
 
 
+def test_nearest_training_complaints_vote_on_the_type(router: Router) -> None:
+    exemplars = Exemplars(
+        np.stack([_unit(1, 0, 0)] * 8 + [_unit(0, 1, 0)] * 2),
+        ("kel-keputih",) * 4 + ("kel-jagir",) * 4 + ("dishub-sby",) * 2,
+    )
+    voting = Router(router.directory, router.gazetteer, exemplars=exemplars, type_votes=True)
+    head = [("Dinas Perhubungan", 0.6), ("Kelurahan/Desa", 0.4)]
+    voted = dict(voting.vote_types(head, _unit(1, 0.2, 0)))  # near the kelurahan complaints
+    assert voted == pytest.approx({"Dinas Perhubungan": 0.5 * 0.6 + 0.5 * 2 / 10,
+                                   "Kelurahan/Desa": 0.5 * 0.4 + 0.5 * 8 / 10})  # fmt: skip
+    assert voting.vote_types(head, None) == head  # no embedding: the head alone
+    assert router.vote_types(head, _unit(1, 0, 0)) == head  # no exemplars: the head alone
+    assert voting.with_type_votes(False).vote_types(head, _unit(1, 0, 0)) == head  # turned off
+    assert voting.with_directory(router.directory).type_votes  # edits keep the choice
+
+
 def test_a_branch_of_the_same_province_serves_a_regency_without_one(table: RegionTable) -> None:
     extra = [
         Region("35.15", "Kabupaten Sidoarjo", "city"),
@@ -357,6 +373,17 @@ def test_train_and_evaluate_a_routed_bundle_end_to_end(
     # every training row of a type with several offices votes as an exemplar
     voters = Bundle.load(bundle).router.exemplars
     assert voters is not None and len(voters.office_ids) == sum(counts.values())
+    # the dev rows decided whether the exemplars vote on the type, and say how
+    dev_scores = meta["routing"]["type_votes_dev"]
+    assert set(dev_scores) == {"with", "without"}
+    assert meta["routing"]["type_votes"] == (dev_scores["with"] > dev_scores["without"])
+    # a bundle can be brought up to date in place: the same rows, found again
+    capsys.readouterr()
+    assert run(["bundle", "exemplars", "--model", str(bundle)]) == 0
+    assert json.loads(capsys.readouterr().out)["dev_exact_office_accuracy"] == dev_scores
+    again = Bundle.load(bundle, verify_hashes=True).router.exemplars
+    assert again is not None and again.office_ids == voters.office_ids
+    assert run(["bundle", "exemplars", "--model", str(tmp_path / "nothing")]) == 2
     capsys.readouterr()
     out = tmp_path / "eval"
     assert run(["evaluate", "--model", str(bundle), "--data", str(data), "--out", str(out),

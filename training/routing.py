@@ -16,7 +16,7 @@ from data.directory import Directory, label_key
 from data.load import Complaints
 from data.schema import DataError
 from model.bundle import Bundle
-from model.predict import preprocess
+from model.predict import predict_proba, preprocess, route_head
 from model.regions import Gazetteer, RegionsError, RegionTable
 from model.routing import Exemplars, Router, scope_codes
 from training.build_directory import region_files
@@ -77,13 +77,16 @@ def label_types(data: Complaints, head: str, directory: Directory) -> Complaints
     return data.with_labels(head, types)
 
 
-def attach(bundle: Bundle, head: str, router: Router, train: Complaints) -> None:
+def attach(
+    bundle: Bundle, head: str, router: Router, train: Complaints, dev: Complaints | None = None
+) -> None:
     """Route the trained head through `router`; every type it predicts must have an office.
 
     `train` holds the training rows with their office labels (before
     `label_types`): their counts per office share a type among offices the
-    region cannot tell apart, and the rows of types with several offices are
-    embedded with the bundle's encoder as the router's exemplars.
+    region cannot tell apart, and the rows are embedded with the bundle's
+    encoder as the router's exemplars. `dev` (office labels too) decides
+    whether the exemplars also vote on the type (`choose_type_votes`).
     """
     orphan = router.types_without_offices(bundle.head_specs[head].labels)
     if orphan:
@@ -93,16 +96,62 @@ def attach(bundle: Bundle, head: str, router: Router, train: Complaints) -> None
         )
     offices = [router.directory.lookup(v) if v else None for v in train.labels(head)]
     counts = Counter(o.id for o in offices if o is not None)
-    texts = train.texts()
-    voters = [
-        (texts[i], o) for i, o in enumerate(offices) if o and len(router.offices_of(o.type)) > 1
-    ]
-    exemplars = None
-    if voters:
-        clean = preprocess(bundle, [t for t, _ in voters])
-        vectors = bundle.encoder.embed(clean, batch_size=32)
-        exemplars = Exemplars(vectors, tuple(o.id for _, o in voters))
     routed = Router(
-        router.directory, router.gazetteer, office_counts=dict(counts), exemplars=exemplars
+        router.directory,
+        router.gazetteer,
+        office_counts=dict(counts),
+        exemplars=make_exemplars(bundle, train, head, router.directory),
     )
     bundle.set_router(head, routed)
+    if dev is not None:
+        choose_type_votes(bundle, dev)
+
+
+def choose_type_votes(bundle: Bundle, dev: Complaints) -> dict[str, float]:
+    """Turn the exemplars' type votes on if they raise exact-office accuracy on `dev`.
+
+    Both ways are scored on the dev rows whose label is an office of the
+    directory; a tie keeps them off. The bundle's routing records both figures.
+    """
+    router, head = bundle.router, bundle.routing.head
+    assert router is not None and head
+    labels = dev.labels(head)
+    rows = [i for i, v in enumerate(labels) if v and router.directory.lookup(v) is not None]
+    scores: dict[str, float] = {}
+    if rows and router.exemplars is not None:
+        texts, locations = dev.texts(), dev.locations()
+        embeddings, probs = predict_proba(bundle, [texts[i] for i in rows])
+        gold = [router.directory.lookup(labels[i] or "") for i in rows]
+        for key, on in (("without", False), ("with", True)):
+            bundle.router = router.with_type_votes(on)
+            routed = route_head(
+                bundle, probs[head], [texts[i] for i in rows], [locations[i] for i in rows],
+                top_k=1, embeddings=embeddings,
+            )  # fmt: skip
+            hits = [
+                bool(r.top) and r.top[0].details is not None and g is not None
+                and r.top[0].details["id"] == g.id
+                for r, g in zip(routed, gold, strict=True)
+            ]  # fmt: skip
+            scores[key] = round(sum(hits) / len(hits), 4)
+    on = bool(scores) and scores["with"] > scores["without"]
+    bundle.set_router(head, router.with_type_votes(on))
+    bundle.routing.type_votes_dev = scores
+    return scores
+
+
+def make_exemplars(
+    bundle: Bundle, train: Complaints, head: str, directory: Directory
+) -> Exemplars | None:
+    """The training rows with an office, embedded with the bundle's encoder (see
+    `model.routing`); None when no row has one."""
+    texts = train.texts()
+    voters = [
+        (texts[i], office)
+        for i, label in enumerate(train.labels(head))
+        if label and (office := directory.lookup(label)) is not None
+    ]
+    if not voters:
+        return None
+    vectors = bundle.encoder.embed(preprocess(bundle, [t for t, _ in voters]), batch_size=32)
+    return Exemplars(vectors, tuple(o.id for _, o in voters))
