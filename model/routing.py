@@ -21,13 +21,13 @@ gazetteer (`model.regions`) from the location fields or the text:
   (add-one), which makes the answer unsure, as it should be;
 - where the bundle holds *exemplars* (the embeddings and offices of its
   training complaints), the complaint's `EXEMPLAR_K` most similar training
-  complaints vote: on the type, when training found that this helps on the
+  complaints vote. On the type, when training found that this helps on the
   dev rows (`vote_types`: each type's probability becomes half the head's and
-  half its share of the votes), and, where the
-  region is unknown, on the office among a type's offices (half the
-  training-row share, half the vote share of the nearest exemplars of that
-  type). Text the gazetteer cannot read ("warga perumahan kami", a school's
-  name) often still resembles earlier complaints to the right office;
+  half its share of the votes). And, where the region is unknown, on the
+  office among a type's offices (half the training-row share, half the vote
+  share of the nearest exemplars of that type). Text the gazetteer cannot
+  read ("warga perumahan kami", a school's name) often still resembles
+  earlier complaints to the right office;
 - an office's score is its type probability times its share, so the scores
   of all offices add up to at most one and keep the type head's calibration.
 
@@ -144,29 +144,24 @@ class Router:
 
     def with_directory(self, directory: Directory) -> Router:
         """The same gazetteer and scope over another directory (an operator's edit)."""
-        return self._with(directory, self.gazetteer)
+        return self._with(directory, self.gazetteer, self.type_votes)
 
     def with_scope(self, scope: Sequence[str]) -> Router:
         """The same directory over another deployment scope (region codes; empty: national)."""
-        return self._with(self.directory, Gazetteer(self.table, scope=tuple(scope)))
+        gazetteer = Gazetteer(self.table, scope=tuple(scope))
+        return self._with(self.directory, gazetteer, self.type_votes)
 
     def with_type_votes(self, on: bool) -> Router:
         """The same router with the exemplars' type votes on or off."""
-        return Router(
-            self.directory,
-            self.gazetteer,
-            office_counts=self.office_counts,
-            exemplars=self.exemplars,
-            type_votes=on,
-        )
+        return self._with(self.directory, self.gazetteer, on)
 
-    def _with(self, directory: Directory, gazetteer: Gazetteer) -> Router:
+    def _with(self, directory: Directory, gazetteer: Gazetteer, type_votes: bool) -> Router:
         return Router(
             directory,
             gazetteer,
             office_counts=self.office_counts,
             exemplars=self.exemplars,
-            type_votes=self.type_votes,
+            type_votes=type_votes,
         )
 
     def offices_of(self, type_: str) -> list[Office]:
@@ -178,10 +173,9 @@ class Router:
     ) -> list[tuple[str, float]]:
         """Type probabilities mixed half and half with the types of the nearest exemplars
         (when `type_votes` is on)."""
-        if not self.type_votes or embedding is None or self.exemplars is None:
+        if not self.type_votes or embedding is None or not self._exemplar_rows:
             return list(type_probs)
-        if not self._exemplar_rows:
-            return list(type_probs)
+        assert self.exemplars is not None  # rows come from the exemplars
         rows = np.concatenate(list(self._exemplar_rows.values()))
         similarity = self.exemplars.vectors[rows] @ np.asarray(embedding, dtype=np.float32)
         nearest = rows[np.argsort(-similarity, kind="stable")[:EXEMPLAR_K]]
