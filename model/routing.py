@@ -176,9 +176,7 @@ class Router:
         if not self.type_votes or embedding is None or not self._exemplar_rows:
             return list(type_probs)
         assert self.exemplars is not None  # rows come from the exemplars
-        rows = np.concatenate(list(self._exemplar_rows.values()))
-        similarity = self.exemplars.vectors[rows] @ np.asarray(embedding, dtype=np.float32)
-        nearest = rows[np.argsort(-similarity, kind="stable")[:EXEMPLAR_K]]
+        nearest = self._nearest(np.concatenate(list(self._exemplar_rows.values())), embedding)
         votes = Counter(self._exemplar_type[i] for i in nearest)
         return [
             (t, (1 - EXEMPLAR_WEIGHT) * p + EXEMPLAR_WEIGHT * votes.get(t, 0) / len(nearest))
@@ -237,8 +235,7 @@ class Router:
         rows = self._exemplar_rows.get(type_)
         if embedding is None or self.exemplars is None or rows is None or len(shared) < 2:
             return shared
-        similarity = self.exemplars.vectors[rows] @ np.asarray(embedding, dtype=np.float32)
-        nearest = rows[np.argsort(-similarity, kind="stable")[:EXEMPLAR_K]]
+        nearest = self._nearest(rows, embedding)
         votes = Counter(self.exemplars.office_ids[i] for i in nearest)
         out = []
         for office, share, why in shared:
@@ -248,6 +245,14 @@ class Router:
                 why += f"; {n} of the {len(nearest)} most similar training complaints went to it"
             out.append((office, mixed, why))
         return out
+
+    def _nearest(self, rows: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        """The `EXEMPLAR_K` exemplar rows (of `rows`) most similar to the embedding."""
+        assert self.exemplars is not None
+        similarity = self.exemplars.vectors[rows] @ np.asarray(embedding, dtype=np.float32)
+        if len(rows) <= EXEMPLAR_K:
+            return rows
+        return rows[np.argpartition(-similarity, EXEMPLAR_K)[:EXEMPLAR_K]]
 
     def _shared(self, offices: list[Office], why: str) -> list[tuple[Office, float, str]]:
         """Shares of a type among candidate offices, by their training rows (add-one)."""
