@@ -124,6 +124,14 @@ class Router:
                 rows.setdefault(office.type, []).append(i)
                 self._exemplar_type[i] = office.type
         self._exemplar_rows = {t: np.array(r, dtype=np.int64) for t, r in rows.items()}
+        # Contiguous copies of the voters' vectors (all, and per type): a request then
+        # scores them with one matrix-vector product, with no gather of rows first.
+        self._voters: dict[str | None, tuple[np.ndarray, np.ndarray]] = {}
+        if exemplars is not None and self._exemplar_rows:
+            every = np.concatenate(list(self._exemplar_rows.values()))
+            self._voters[None] = (every, exemplars.vectors[every])
+            for t, r in self._exemplar_rows.items():
+                self._voters[t] = (r, exemplars.vectors[r])
 
     @property
     def table(self) -> RegionTable:
@@ -175,8 +183,7 @@ class Router:
         (when `type_votes` is on)."""
         if not self.type_votes or embedding is None or not self._exemplar_rows:
             return list(type_probs)
-        assert self.exemplars is not None  # rows come from the exemplars
-        nearest = self._nearest(np.concatenate(list(self._exemplar_rows.values())), embedding)
+        nearest = self._nearest(None, embedding)
         votes = Counter(self._exemplar_type[i] for i in nearest)
         return [
             (t, (1 - EXEMPLAR_WEIGHT) * p + EXEMPLAR_WEIGHT * votes.get(t, 0) / len(nearest))
@@ -235,7 +242,7 @@ class Router:
         rows = self._exemplar_rows.get(type_)
         if embedding is None or self.exemplars is None or rows is None or len(shared) < 2:
             return shared
-        nearest = self._nearest(rows, embedding)
+        nearest = self._nearest(type_, embedding)
         votes = Counter(self.exemplars.office_ids[i] for i in nearest)
         out = []
         for office, share, why in shared:
@@ -246,12 +253,13 @@ class Router:
             out.append((office, mixed, why))
         return out
 
-    def _nearest(self, rows: np.ndarray, embedding: np.ndarray) -> np.ndarray:
-        """The `EXEMPLAR_K` exemplar rows (of `rows`) most similar to the embedding."""
-        assert self.exemplars is not None
-        similarity = self.exemplars.vectors[rows] @ np.asarray(embedding, dtype=np.float32)
+    def _nearest(self, type_: str | None, embedding: np.ndarray) -> np.ndarray:
+        """The `EXEMPLAR_K` exemplar rows (of one type; None: of all) most similar to
+        the embedding."""
+        rows, vectors = self._voters[type_]
         if len(rows) <= EXEMPLAR_K:
             return rows
+        similarity = vectors @ np.asarray(embedding, dtype=np.float32)
         return rows[np.argpartition(-similarity, EXEMPLAR_K)[:EXEMPLAR_K]]
 
     def _shared(self, offices: list[Office], why: str) -> list[tuple[Office, float, str]]:
