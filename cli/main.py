@@ -290,24 +290,17 @@ def bundle_exemplars(
     fingerprint; the dev rows decide whether the exemplars vote on the type.
     """
     from model.bundle import Bundle
-    from model.routing import Router
     from training.evaluate import training_split
-    from training.routing import choose_type_votes, make_exemplars
+    from training.routing import add_exemplars
 
     _set_threads(threads)
     bundle = Bundle.load(model)
-    router, head = bundle.router, bundle.routing.head
-    if router is None or not head:
+    if bundle.router is None:
         raise UserError(f"{model}: not a routed bundle (train it with --directory)")
     train, dev = training_split(bundle)
-    exemplars = make_exemplars(bundle, train, head, router.directory)
-    bundle.set_router(
-        head,
-        Router(router.directory, router.gazetteer, office_counts=router.office_counts,
-               exemplars=exemplars),
-    )  # fmt: skip
-    dev_scores = choose_type_votes(bundle, dev)
+    dev_scores = add_exemplars(bundle, train, dev)
     bundle.save(model, overwrite=True)
+    exemplars = bundle.router.exemplars
     n = 0 if exemplars is None else len(exemplars.office_ids)
     _echo_json({"bundle": bundle.version, "exemplars": n, "type_votes": bundle.routing.type_votes,
                 "dev_exact_office_accuracy": dev_scores})  # fmt: skip

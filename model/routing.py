@@ -114,24 +114,27 @@ class Router:
         self._by_type = {
             t: [o for o in directory.of_type(t) if self.in_scope(o)] for t in directory.types()
         }
-        # Exemplar rows per type, through the directory as it is now: an office an
-        # operator removed (or renamed to a new id) no longer gets votes.
-        rows: dict[str, list[int]] = {}
+        # Exemplar rows grouped by type, through the directory as it is now (an office
+        # an operator removed, or renamed to a new id, no longer gets votes), with their
+        # vectors copied contiguously in that order: a request scores all of them, or
+        # one type's slice (a view), with one matrix-vector product and no gather.
+        by_type: dict[str, list[int]] = {}
         self._exemplar_type: dict[int, str] = {}
         for i, office_id in enumerate(exemplars.office_ids if exemplars else ()):
             office = directory.get(office_id)
             if office is not None:
-                rows.setdefault(office.type, []).append(i)
+                by_type.setdefault(office.type, []).append(i)
                 self._exemplar_type[i] = office.type
-        self._exemplar_rows = {t: np.array(r, dtype=np.int64) for t, r in rows.items()}
-        # Contiguous copies of the voters' vectors (all, and per type): a request then
-        # scores them with one matrix-vector product, with no gather of rows first.
         self._voters: dict[str | None, tuple[np.ndarray, np.ndarray]] = {}
-        if exemplars is not None and self._exemplar_rows:
-            every = np.concatenate(list(self._exemplar_rows.values()))
-            self._voters[None] = (every, exemplars.vectors[every])
-            for t, r in self._exemplar_rows.items():
-                self._voters[t] = (r, exemplars.vectors[r])
+        if exemplars is not None and by_type:
+            rows = np.array([i for r in by_type.values() for i in r], dtype=np.int64)
+            vectors = exemplars.vectors[rows]
+            self._voters[None] = (rows, vectors)
+            start = 0
+            for t, r in by_type.items():
+                end = start + len(r)
+                self._voters[t] = (rows[start:end], vectors[start:end])
+                start = end
 
     @property
     def table(self) -> RegionTable:
@@ -152,25 +155,31 @@ class Router:
 
     def with_directory(self, directory: Directory) -> Router:
         """The same gazetteer and scope over another directory (an operator's edit)."""
-        return self._with(directory, self.gazetteer, self.type_votes)
+        return self._with(directory=directory)
 
     def with_scope(self, scope: Sequence[str]) -> Router:
         """The same directory over another deployment scope (region codes; empty: national)."""
-        gazetteer = Gazetteer(self.table, scope=tuple(scope))
-        return self._with(self.directory, gazetteer, self.type_votes)
+        return self._with(gazetteer=Gazetteer(self.table, scope=tuple(scope)))
+
+    def with_exemplars(self, exemplars: Exemplars | None) -> Router:
+        """The same router with other exemplars (type votes off until chosen again)."""
+        return self._with(exemplars=exemplars, type_votes=False)
 
     def with_type_votes(self, on: bool) -> Router:
         """The same router with the exemplars' type votes on or off."""
-        return self._with(self.directory, self.gazetteer, on)
+        return self._with(type_votes=on)
 
-    def _with(self, directory: Directory, gazetteer: Gazetteer, type_votes: bool) -> Router:
-        return Router(
-            directory,
-            gazetteer,
-            office_counts=self.office_counts,
-            exemplars=self.exemplars,
-            type_votes=type_votes,
-        )
+    def _with(self, **changes: Any) -> Router:
+        """A copy of this router with some of its constructor arguments changed."""
+        args: dict[str, Any] = {
+            "directory": self.directory,
+            "gazetteer": self.gazetteer,
+            "office_counts": self.office_counts,
+            "exemplars": self.exemplars,
+            "type_votes": self.type_votes,
+            **changes,
+        }
+        return Router(args.pop("directory"), args.pop("gazetteer"), **args)
 
     def offices_of(self, type_: str) -> list[Office]:
         """The in-scope offices of a type."""
@@ -181,7 +190,7 @@ class Router:
     ) -> list[tuple[str, float]]:
         """Type probabilities mixed half and half with the types of the nearest exemplars
         (when `type_votes` is on)."""
-        if not self.type_votes or embedding is None or not self._exemplar_rows:
+        if not self.type_votes or embedding is None or None not in self._voters:
             return list(type_probs)
         nearest = self._nearest(None, embedding)
         votes = Counter(self._exemplar_type[i] for i in nearest)
@@ -239,8 +248,9 @@ class Router:
         embedding: np.ndarray | None,
     ) -> list[tuple[Office, float, str]]:
         """Mix the shares with the votes of the nearest exemplars of the type."""
-        rows = self._exemplar_rows.get(type_)
-        if embedding is None or self.exemplars is None or rows is None or len(shared) < 2:
+        if embedding is None or self.exemplars is None or type_ not in self._voters:
+            return shared
+        if len(shared) < 2:  # one office: nothing to vote on
             return shared
         nearest = self._nearest(type_, embedding)
         votes = Counter(self.exemplars.office_ids[i] for i in nearest)

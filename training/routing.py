@@ -84,9 +84,9 @@ def attach(
 
     `train` holds the training rows with their office labels (before
     `label_types`): their counts per office share a type among offices the
-    region cannot tell apart, and the rows are embedded with the bundle's
-    encoder as the router's exemplars. `dev` (office labels too) decides
-    whether the exemplars also vote on the type (`choose_type_votes`).
+    region cannot tell apart, and the rows become the router's exemplars
+    (`add_exemplars`). `dev` (office labels too) decides whether the
+    exemplars also vote on the type.
     """
     orphan = router.types_without_offices(bundle.head_specs[head].labels)
     if orphan:
@@ -94,17 +94,27 @@ def attach(
             f"{len(orphan)} type(s) of head {head!r} have no office in scope in "
             f"{router.directory.source} (e.g. {orphan[0]!r}); widen --scope or add offices"
         )
-    offices = [router.directory.lookup(v) if v else None for v in train.labels(head)]
+    offices = (router.directory.lookup(v) for v in train.labels(head) if v)
     counts = Counter(o.id for o in offices if o is not None)
-    routed = Router(
-        router.directory,
-        router.gazetteer,
-        office_counts=dict(counts),
-        exemplars=make_exemplars(bundle, train, head, router.directory),
-    )
+    routed = Router(router.directory, router.gazetteer, office_counts=dict(counts))
     bundle.set_router(head, routed)
-    if dev is not None:
-        choose_type_votes(bundle, dev)
+    add_exemplars(bundle, train, dev)
+
+
+def add_exemplars(
+    bundle: Bundle, train: Complaints, dev: Complaints | None = None
+) -> dict[str, float]:
+    """Embed `train`'s rows as the routed head's exemplars (`make_exemplars`); with
+    `dev`, let it decide whether they vote on the type (`choose_type_votes`).
+
+    Returns the dev figures (empty without `dev`).
+    """
+    router, head = bundle.router, bundle.routing.head
+    assert router is not None and head
+    bundle.set_router(
+        head, router.with_exemplars(make_exemplars(bundle, train, head, router.directory))
+    )
+    return choose_type_votes(bundle, dev) if dev is not None else {}
 
 
 def choose_type_votes(bundle: Bundle, dev: Complaints) -> dict[str, float]:
@@ -115,13 +125,13 @@ def choose_type_votes(bundle: Bundle, dev: Complaints) -> dict[str, float]:
     """
     router, head = bundle.router, bundle.routing.head
     assert router is not None and head
-    labels = dev.labels(head)
-    rows = [i for i, v in enumerate(labels) if v and router.directory.lookup(v) is not None]
+    found = (router.directory.lookup(v) if v else None for v in dev.labels(head))
+    labelled = [(i, office) for i, office in enumerate(found) if office is not None]
+    rows = [i for i, _ in labelled]
     scores: dict[str, float] = {}
     if rows and router.exemplars is not None:
         texts, locations = dev.texts(), dev.locations()
         embeddings, probs = predict_proba(bundle, [texts[i] for i in rows])
-        gold = [router.directory.lookup(labels[i] or "") for i in rows]
         for key, on in (("without", False), ("with", True)):
             bundle.router = router.with_type_votes(on)
             routed = route_head(
@@ -129,9 +139,9 @@ def choose_type_votes(bundle: Bundle, dev: Complaints) -> dict[str, float]:
                 top_k=1, embeddings=embeddings,
             )  # fmt: skip
             hits = [
-                bool(r.top) and r.top[0].details is not None and g is not None
-                and r.top[0].details["id"] == g.id
-                for r, g in zip(routed, gold, strict=True)
+                bool(r.top) and r.top[0].details is not None
+                and r.top[0].details["id"] == office.id
+                for r, (_, office) in zip(routed, labelled, strict=True)
             ]  # fmt: skip
             scores[key] = round(sum(hits) / len(hits), 4)
     on = bool(scores) and scores["with"] > scores["without"]
