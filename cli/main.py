@@ -64,7 +64,6 @@ RuntimeOpt = Annotated[
         "close to fp32, not equal). The ONNX files are made once under $ADUAN_HOME/onnx.",
     ),
 ]
-RUNTIMES = ("torch", "onnx", "onnx-int8")
 DirectoryOpt = Annotated[
     Path | None,
     typer.Option(
@@ -125,15 +124,13 @@ def _set_threads(threads: int | None) -> None:
 
 def _use_runtime(bundle: Any, runtime: str, threads: int | None) -> None:
     """Run the bundle's encoder forward pass as `aduan serve` would with ADUAN_RUNTIME."""
-    if runtime not in RUNTIMES:
-        raise UserError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
-    if runtime == "torch":
-        return
     import torch
 
-    from model.onnx import enable_onnx
+    from model.onnx import RUNTIMES, use_runtime
 
-    enable_onnx(bundle, threads=threads or torch.get_num_threads(), int8=runtime == "onnx-int8")
+    if runtime not in RUNTIMES:
+        raise UserError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    use_runtime(bundle, runtime, threads=threads or torch.get_num_threads())
 
 
 def _echo_json(obj: Any) -> None:

@@ -46,6 +46,21 @@ def file_sizes(folder: Path) -> dict[str, int]:
 
 
 @contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` for a writer that takes a file name; renamed into
+    place when the block completes, removed when it fails, so `path` is never partial."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextmanager
 def atomic_output(path: Path) -> Iterator[IO[str]]:
     """Write text to a temporary file beside `path`; fsync and rename it into place when
     the block completes, so readers see the old file or the whole new one, never a part."""

@@ -22,7 +22,6 @@ to each head's answers and to duplicate scoring.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import threading
 import warnings
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from model.files import atomic_path
 from model.paths import aduan_home
 
 log = logging.getLogger("aduan.onnx")
@@ -55,23 +55,20 @@ class _LastHidden(nn.Module):
 
 def export_encoder(bert: Any, path: Path) -> Path:
     """Export the transformer to `path` (written to a temporary file, then renamed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     ids = torch.ones((2, 8), dtype=torch.long)
     mask = torch.ones((2, 8), dtype=torch.long)
     mask[1, 5:] = 0  # a padded row, so the mask is a real input of the graph
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     attn = getattr(bert.config, "_attn_implementation", None)
     try:
         if attn is not None:
             bert.config._attn_implementation = "eager"  # traces to plain MatMul/Softmax ops
-        with torch.no_grad(), warnings.catch_warnings():
+        with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
             # The tracer warns about shape checks that are constant for an encoder.
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 _LastHidden(bert).eval(),
                 (ids, mask),
-                tmp,
+                str(tmp),
                 input_names=["input_ids", "attention_mask"],
                 output_names=["last_hidden_state"],
                 dynamic_axes={
@@ -82,12 +79,9 @@ def export_encoder(bert: Any, path: Path) -> Path:
                 opset_version=OPSET,
                 dynamo=False,
             )
-        os.replace(tmp, path)
     finally:
         if attn is not None:
             bert.config._attn_implementation = attn
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -101,11 +95,7 @@ def quantize_encoder(src: Path, path: Path, *, num_heads: int, hidden_size: int)
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
 
-    fd, fused = tempfile.mkstemp(prefix=path.name + ".", suffix=".fused.tmp", dir=path.parent)
-    os.close(fd)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp, tempfile.TemporaryDirectory(dir=path.parent) as scratch:
         source = str(src)
         try:
             with warnings.catch_warnings():
@@ -113,23 +103,19 @@ def quantize_encoder(src: Path, path: Path, *, num_heads: int, hidden_size: int)
                 graph = optimizer.optimize_model(
                     str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size
                 )
+            fused = str(Path(scratch) / "fused.onnx")
             graph.save_model_to_file(fused)
             source = fused
         except Exception as exc:  # the fusions are an optimisation, not a requirement
             log.warning("BERT fusion skipped for %s (%s)", src.name, type(exc).__name__)
         quantize_dynamic(
             source,
-            tmp,
+            str(tmp),
             weight_type=QuantType.QInt8,
             per_channel=True,
             op_types_to_quantize=["MatMul", "Attention"],
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-        os.replace(tmp, path)
-    finally:
-        for leftover in (fused, tmp):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
     return path
 
 
@@ -196,3 +182,16 @@ def enable_onnx(
             session = OnnxForward(path, threads, int8=int8)
     bundle.encoder.onnx = session
     return path
+
+
+#: What can run a bundle's encoder: `use_runtime`'s names (ADUAN_RUNTIME, --runtime).
+RUNTIMES = ("torch", "onnx", "onnx-int8")
+
+
+def use_runtime(bundle: Any, runtime: str, *, threads: int) -> None:
+    """Run the bundle's encoder forward pass with `runtime`, one of `RUNTIMES`: torch
+    leaves it as it is; onnx and onnx-int8 call `enable_onnx`."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    if runtime != "torch":
+        enable_onnx(bundle, threads=threads, int8=runtime == "onnx-int8")

@@ -32,7 +32,7 @@ from model.bundle import Bundle, BundleError
 from model.dedup import FEATURES, DuplicateFinder, score_features
 from model.index import ComplaintIndex, ComplaintIndexError, IndexedComplaint, open_index
 from model.network import native_bf16
-from model.onnx import enable_onnx
+from model.onnx import use_runtime
 from model.predict import predict
 from serving import reindex
 from serving.batcher import MicroBatcher
@@ -82,9 +82,9 @@ def load_bundle(
             bundle.use_scope(scope)
         except DataError as exc:
             raise BundleError(f"ADUAN_SCOPE: {exc}") from None
-    if runtime in ("onnx", "onnx-int8"):
+    if runtime != "torch":
         try:
-            enable_onnx(bundle, threads=threads, int8=runtime == "onnx-int8")
+            use_runtime(bundle, runtime, threads=threads)
         except Exception as exc:  # the torch path still works: serve with it
             log.warning(
                 "ONNX Runtime unavailable for %s (%s); using torch", path, type(exc).__name__
