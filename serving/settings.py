@@ -131,13 +131,18 @@ class Settings(BaseSettings):
         return self.feedback_dir or aduan_home() / "feedback"
 
     def scope_list(self) -> list[str]:
-        return [v.strip() for v in self.scope.split(",") if v.strip()]
+        return _comma_list(self.scope)
 
     def cors_list(self) -> list[str]:
-        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+        return _comma_list(self.cors_origins)
 
     def threads(self) -> int:
         return self.torch_threads or max(1, os.cpu_count() or 1)
+
+
+def _comma_list(value: str) -> list[str]:
+    """The non-empty items of a comma-separated setting, stripped."""
+    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def settings_table() -> str:
