@@ -91,28 +91,37 @@ def main() -> None:
         return torch.autocast("cpu", dtype=torch.bfloat16)
 
     fp32_encoder = bundle.encoder
-    int8_encoder = torch.ao.quantization.quantize_dynamic(
-        copy.deepcopy(fp32_encoder), {torch.nn.Linear}, dtype=torch.qint8
-    )
-    onnx_encoders = {}
-    with tempfile.TemporaryDirectory(prefix="aduan-onnx-") as tmp:
-        for name, int8 in (("onnx", False), ("onnx-int8", True)):
-            probe = copy.copy(bundle)
-            probe.encoder = onnx_encoders[name] = copy.deepcopy(fp32_encoder)
-            # the session keeps the model in memory, so the folder can go
-            enable_onnx(probe, threads=args.threads, cache=Path(tmp), int8=int8)
-    available: list[tuple[str, Callable[[], contextlib.AbstractContextManager[None]], object]] = [
-        ("fp32", nothing, fp32_encoder),
-        ("bf16", bf16, fp32_encoder),
-        ("int8", nothing, int8_encoder),
-        ("onnx", nothing, onnx_encoders["onnx"]),
-        ("onnx-int8", nothing, onnx_encoders["onnx-int8"]),
-    ]
+
+    def torch_int8(_: Path) -> object:
+        return torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(fp32_encoder), {torch.nn.Linear}, dtype=torch.qint8
+        )
+
+    def onnx_encoder(cache: Path, int8: bool) -> object:
+        probe = copy.copy(bundle)
+        probe.encoder = copy.deepcopy(fp32_encoder)
+        enable_onnx(probe, threads=args.threads, cache=cache, int8=int8)
+        return probe.encoder
+
+    Build = Callable[[Path], object]
+    available: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]], Build]] = {
+        "fp32": (nothing, lambda _: fp32_encoder),
+        "bf16": (bf16, lambda _: fp32_encoder),
+        "int8": (nothing, torch_int8),
+        "onnx": (nothing, lambda cache: onnx_encoder(cache, False)),
+        "onnx-int8": (nothing, lambda cache: onnx_encoder(cache, True)),
+    }
     wanted = ["fp32", *[p for p in args.paths.split(",") if p and p != "fp32"]]
-    unknown = set(wanted) - {name for name, _, _ in available}
+    unknown = set(wanted) - set(available)
     if unknown:
         parser.error(f"unknown --paths {', '.join(sorted(unknown))}")
-    paths = [p for p in available if p[0] in wanted]
+    # Only the wanted encoders are built; the ONNX sessions keep their models in
+    # memory, so the export folder (shared by onnx and onnx-int8) can go.
+    with tempfile.TemporaryDirectory(prefix="aduan-onnx-") as tmp:
+        paths = [
+            (name, ctx, build(Path(tmp))) for name, (ctx, build) in available.items()
+            if name in wanted
+        ]  # fmt: skip
     reference: dict[str, list] = {}
     ref_emb = None
     print(
