@@ -11,7 +11,7 @@ Layout (file names are module constants)::
     heads.safetensors   one linear head per label field ("<head>.weight/.bias")
     encoder/            the (fine-tuned) encoder in sentence-transformers format
     routing/            only when a head is routed (`RoutingSpec`): the agency
-                        directory and the region table (`model.routing`)
+                        directory, the region table and the exemplars (`model.routing`)
 
 Training writes it, serving reads it; `load` refuses an unknown schema version
 or a damaged bundle with a message that says what is wrong.
@@ -114,8 +114,9 @@ class RoutingSpec:
     """Jurisdiction routing of one head (`model.routing`): its labels are agency types.
 
     When `head` is set, the bundle holds `routing/directory.csv` (the agency
-    directory the head was trained with) and `routing/regions.csv` (the region
-    table the gazetteer reads), and `predict` answers that head with concrete
+    directory the head was trained with), `routing/regions.csv` (the region
+    table the gazetteer reads) and, for bundles trained since exemplars exist,
+    `routing/exemplars.npz`, and `predict` answers that head with concrete
     offices of the complaint's region. `scope` lists the region codes the
     deployment routes to (empty: national).
     """
