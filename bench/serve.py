@@ -3,6 +3,7 @@
     python bench/serve.py [--model DIR] [--index-size 100000] [--duration 10]
                           [--concurrency 1,4,16,64] [--threads 2] [--embed-limit 1500]
                           [--rebuild-index] [--skip-naive] [--runtimes onnx-int8,onnx]
+                          [--repeat 1]
 
 1. Loads real complaint texts: `surabaya-2022` from the shared data (skipped with
    a message when absent; then the invented `data/samples` complaints). Sorted by
@@ -23,12 +24,16 @@
    `--rebuild-index`.
 3. Times one request step by step in process (tokenise, encoder forward,
    heads, second encoder pass if the bundle needs one, index search + pair
-   scoring), medians over 20 query texts, for each ONNX runtime.
+   scoring), medians over 100 query texts after 10 warm-up ones, for each ONNX
+   runtime.
 4. Starts `aduan serve` (subprocess) once per `--runtimes` entry
    (`ADUAN_RUNTIME`: onnx-int8, onnx, torch; torch-bf16 is torch with
    `ADUAN_BF16=true`), each on its own copy of the index, and drives
    `POST /v1/route` with `wrk` and a Lua script that cycles through the query
-   texts, at each concurrency level, after a short warm-up; reads the mean
+   texts, at each concurrency level, after a short warm-up; with `--repeat N`
+   each level runs N times on every server, interleaved, and the table gives
+   the median of the N runs of each figure (each run's p50 is kept in the
+   JSON report): on a shared machine one run can land on a busy moment. Reads the mean
    micro-batch size from /metrics, and the server's RSS from /proc. The int8
    runtime embeds into its own vector space (its embedding id differs), so
    it gets an index built from its own embeddings of the same texts.
@@ -263,7 +268,8 @@ def open_or_build_index(
 def breakdown(
     bundle: Any, finder: Any, index_path: Path, queries: list[dict[str, Any]]
 ) -> dict[str, float]:
-    """Median milliseconds of each step of one single-complaint request, in process."""
+    """Median milliseconds of each step of one single-complaint request, in process
+    (the first 10 queries only warm up: first calls pay for allocations and caches)."""
     import torch
 
     from model.dedup import make_complaint
@@ -275,7 +281,7 @@ def breakdown(
         k: [] for k in ("tokenise", "encode", "heads", "dedup_embed", "index", "predict_total")
     }
     try:
-        for query in queries:
+        for n, query in enumerate(queries):
             text = query["text"]
             clean = preprocess(bundle, [text])
             t0 = time.perf_counter()
@@ -293,6 +299,8 @@ def breakdown(
             t5 = time.perf_counter()
             predict(bundle, [text], top_k=3)
             t6 = time.perf_counter()
+            if n < 10:
+                continue
             times = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)
             for key, dt in zip(steps, times, strict=True):
                 steps[key].append(dt * 1000)
@@ -383,27 +391,49 @@ def drive(
     servers: list[Server], args: argparse.Namespace, script: Path, bodies: Path
 ) -> dict[str, Any]:
     """All servers up at once; each level runs on one after the other, so all see the
-    same background load (the machine is shared)."""
+    same background load (the machine is shared), `args.repeat` times in turn."""
     try:
         for srv in servers:
             srv.ready_s = wait_ready(srv.proc, srv.url, args.ready_timeout)
             print(f"{srv.name}: ready in {srv.ready_s:.1f} s; warming up", flush=True)
             wrk(srv.url, script, bodies, 2, min(5.0, args.duration))
         for c in args.concurrency:
+            runs: dict[str, list[dict[str, Any]]] = {srv.name: [] for srv in servers}
+            for _ in range(args.repeat):
+                for srv in servers:
+                    aduan = srv.name.startswith("aduan")
+                    before = batch_stats(srv.url) if aduan else (0.0, 0.0)
+                    row = wrk(srv.url, script, bodies, c, args.duration)
+                    if aduan:
+                        after = batch_stats(srv.url)
+                        calls = after[1] - before[1]
+                        row["mean_batch"] = (
+                            round((after[0] - before[0]) / calls, 2) if calls else None
+                        )
+                    row["load_average"] = round(os.getloadavg()[0], 1)
+                    runs[srv.name].append(row)
+                    print(f"{srv.name}: {row}", flush=True)
             for srv in servers:
-                aduan = srv.name.startswith("aduan")
-                before = batch_stats(srv.url) if aduan else (0.0, 0.0)
-                row = wrk(srv.url, script, bodies, c, args.duration)
-                if aduan:
-                    after = batch_stats(srv.url)
-                    calls = after[1] - before[1]
-                    row["mean_batch"] = round((after[0] - before[0]) / calls, 2) if calls else None
-                row["load_average"] = round(os.getloadavg()[0], 1)
-                srv.levels.append(row)
-                print(f"{srv.name}: {row}", flush=True)
+                srv.levels.append(median_row(runs[srv.name]))
     finally:
         results = {srv.name: srv.stop() for srv in servers}
     return results
+
+
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One level's figures over repeated runs: the median of each; every run's p50 kept."""
+    if len(runs) == 1:
+        return runs[0]
+    row: dict[str, Any] = {"concurrency": runs[0]["concurrency"], "runs": len(runs)}
+    for key in ("requests", "errors"):
+        row[key] = sum(r[key] for r in runs)
+    for key in ("req_per_s", "p50_ms", "p95_ms", "p99_ms", "mean_batch", "load_average"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            row[key] = round(statistics.median(values), 2)
+    row["runs_p50_ms"] = [r["p50_ms"] for r in runs]
+    row["runs_req_per_s"] = [r["req_per_s"] for r in runs]
+    return row
 
 
 # ----------------------------------------------------------------------------- main
@@ -424,7 +454,12 @@ def main() -> None:
         help=f"aduan servers to drive, by ADUAN_RUNTIME: {', '.join(RUNTIMES)}",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per level and server; the table gives medians"
+    )
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.runtimes = [r for r in args.runtimes.split(",") if r]
     if not args.runtimes or set(args.runtimes) - set(RUNTIMES):
@@ -459,7 +494,7 @@ def main() -> None:
         index_info.setdefault(finder.embedding_id, info)
         print(f"{runtime} index: {info}", flush=True)
         if runtime.startswith("onnx"):
-            steps[runtime] = breakdown(served, finder, indexes[runtime], queries[:20])
+            steps[runtime] = breakdown(served, finder, indexes[runtime], queries[:110])
             print(f"{runtime} single request, median ms: {steps[runtime]}", flush=True)
     max_length = bundle.encoder.max_length
     del bundle
@@ -503,7 +538,9 @@ def main() -> None:
         results = drive(servers, args, script, bodies)
 
     print()
-    print(f"POST /v1/route, {len(queries)} real query texts cycled, {args.duration:g} s per level, "
+    runs = f", median of {args.repeat} runs each" if args.repeat > 1 else ""
+    print(f"POST /v1/route, {len(queries)} real query texts cycled, {args.duration:g} s per level"
+          f"{runs}, "
           f"index {args.index_size} complaints, torch threads {args.threads}, "
           f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f})")  # fmt: skip
     header = f"{'server':<11}{'conc.':>6}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
@@ -514,6 +551,11 @@ def main() -> None:
             print(f"{name:<11}{row['concurrency']:>6}{row['req_per_s']:>9.1f}{row['p50_ms']:>9.1f}"
                   f"{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{row['errors']:>8}"
                   f"{'' if batch is None else batch:>7}")  # fmt: skip
+    for name, res in results.items():
+        for row in res["levels"]:
+            if "runs_p50_ms" in row:
+                print(f"{name} at concurrency {row['concurrency']}, each run: p50 ms "
+                      f"{row['runs_p50_ms']}, req/s {row['runs_req_per_s']}")  # fmt: skip
     for name, res in results.items():
         print(f"{name} server RSS after the run: {res.get('rss_mb', 0):.0f} MB "
               f"(peak {res.get('peak_rss_mb', 0):.0f} MB)")  # fmt: skip
@@ -526,6 +568,7 @@ def main() -> None:
         "index": index_info,
         "runtimes": args.runtimes,
         "duration_s": args.duration,
+        "repeat": args.repeat,
         "threads": args.threads,
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
