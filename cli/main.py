@@ -303,6 +303,57 @@ def bundle_exemplars(
                 "dev_exact_office_accuracy": dev_scores})  # fmt: skip
 
 
+@bundle_app.command("lexical")
+def bundle_lexical(
+    model: Annotated[Path, typer.Option("--model", help="A trained bundle directory.")],
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="JSON TrainConfig; its lexical_* keys are used."),
+    ] = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Fit (or refit) a bundle's lexical companion and its mix with each head, in place.
+
+    `aduan train` does this itself (unless its config says "lexical": false);
+    this brings a bundle trained before the lexical model existed up to date.
+    The training and dev rows are reloaded as `--baseline tfidf` reloads them,
+    checked against the bundle's fingerprint. A routed bundle then chooses
+    again whether its exemplars vote on the type, with the mixed probabilities.
+    """
+    from model.bundle import Bundle
+    from training.evaluate import training_split
+    from training.finetune import TrainConfig
+    from training.lexical import fit_lexical
+    from training.routing import choose_type_votes, label_types
+
+    _set_threads(threads)
+    try:
+        config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    bundle = Bundle.load(model)
+    train, dev = training_split(bundle)
+    train_types, dev_types = train, dev
+    if bundle.router is not None and bundle.routing.head:
+        head, directory = bundle.routing.head, bundle.router.directory
+        train_types = label_types(train, head, directory)
+        dev_types = label_types(dev, head, directory)
+    report = fit_lexical(bundle, train_types, dev_types, config.lexical_config(),
+                         target_precision=config.target_precision)  # fmt: skip
+    if not report:
+        raise UserError(f"{model}: no head could be given a lexical model (too few rows)")
+    if bundle.router is not None:
+        choose_type_votes(bundle, dev)
+    bundle.save(model, overwrite=True)
+    dev_acc = {
+        h: {"head_only": r["dev_head_only"].get("accuracy"), "mixed": r["dev"].get("accuracy")}
+        for h, r in report["heads"].items()
+    }
+    _echo_json({"bundle": bundle.version, "features": report["features"],
+                "seconds": report["seconds"], "dev_accuracy": dev_acc,
+                "type_votes": bundle.routing.type_votes})  # fmt: skip
+
+
 @bundle_app.command("demo")
 def bundle_demo(
     out: Annotated[
@@ -480,6 +531,11 @@ def train(
         bundle = train_heads(train_set, dev_set, heads_config)
     else:
         bundle = finetune(train_set, dev_set, config, start_from=start_from)
+    if config.lexical:
+        from training.lexical import fit_lexical
+
+        fit_lexical(bundle, train_set, dev_set, config.lexical_config(),
+                    target_precision=config.target_precision)  # fmt: skip
     if router is not None:
         routing.attach(bundle, ROUTED_HEAD, router, office_rows, office_dev)
     # How the rows were read, so `aduan evaluate --baseline` can train its peer on them.

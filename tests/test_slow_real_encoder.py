@@ -35,6 +35,9 @@ def test_real_encoder_demo_bundle_learns_the_samples(tmp_path: Path) -> None:
     for head, metrics in bundle.metrics["dev"].items():
         majority = max(bundle.training["data"]["dev"]["label_counts"][head].values())
         assert metrics["accuracy"] > 1.5 * majority / metrics["n"], head
+    # each head is mixed with the lexical model, fitted on the same rows
+    assert bundle.lexical is not None
+    assert all(s.lexical_mix is not None for s in bundle.head_specs.values())
     # the duplicate scorer is calibrated on the samples' duplicate_of pairs
     assert bundle.dedup.calibrated
     cv = bundle.dedup.metrics["cross_validated"]

@@ -18,6 +18,7 @@ from model.dedup import DuplicateFinder
 from training import routing
 from training.dedup import calibrate_dedup, pairs_from_duplicate_of
 from training.heads import HeadTrainConfig, train_heads
+from training.lexical import fit_lexical
 from training.splits import split_data
 
 SAMPLES = Path(data.__file__).resolve().parent / "samples"
@@ -39,6 +40,7 @@ def build_demo_bundle(out: str | Path, *, seed: int = 0) -> Bundle:
     train = routing.label_types(offices, "agency", router.directory)
     dev = routing.label_types(office_dev, "agency", router.directory)
     bundle = train_heads(train, dev, config, name="demo")
+    fit_lexical(bundle, train, dev, target_precision=config.target_precision)
     routing.attach(bundle, "agency", router, offices, office_dev)
     calibrate_demo_dedup(bundle)
     bundle.save(out, overwrite=True)

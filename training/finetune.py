@@ -42,6 +42,7 @@ from model.encoder import ensure_encoder
 from model.network import native_bf16
 from model.predict import preprocess
 from training.calibration import calibrate_heads
+from training.lexical import LexicalConfig
 from training.splits import kept_labels, label_indices
 
 log = logging.getLogger("aduan.training")
@@ -77,6 +78,19 @@ class TrainConfig:
     prompt: str = "query: "  # e5 prefix for the classification input
     target_precision: float = 0.95  # abstain threshold aims at this precision on dev
     eval_batch_size: int = 64
+    # The heads' TF-IDF companion (model.lexical, training.lexical): fitted on the
+    # training rows, mixed with each head by dev likelihood; false: the heads alone.
+    lexical: bool = True
+    lexical_word_features: int = 20_000
+    lexical_char_features: int = 40_000
+    lexical_c: float = 10.0  # inverse L2 strength of its logistic regressions
+
+    def lexical_config(self) -> LexicalConfig:
+        return LexicalConfig(
+            word_features=self.lexical_word_features,
+            char_features=self.lexical_char_features,
+            c=self.lexical_c,
+        )
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:

@@ -1,0 +1,114 @@
+"""The heads' lexical companion: fitted on words, mixed with each head by dev likelihood."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from data.load import load_complaints
+from model.bundle import Bundle, BundleError
+from model.lexical import LexicalError, LexicalModel, mix
+from model.predict import predict, predict_proba
+from tests.tiny import write_keyword_complaints as write_rows
+from training.heads import HeadTrainConfig, train_heads
+from training.lexical import _full_head, fit_lexical, fit_mix
+from training.splits import split_data
+
+
+@pytest.fixture
+def weak_bundle(tiny_encoder_dir: Path, tmp_path: Path) -> tuple[Bundle, object, object]:
+    """Trained heads whose topic head then forgets everything (zero weights: uniform
+    probabilities), while the words tell the topic exactly."""
+    config = HeadTrainConfig(labels=["topic", "agency"], dev_fraction=0.25, steps=50)
+    data = load_complaints(write_rows(tmp_path / "rows.jsonl"), label_columns=config.labels)
+    train, dev = split_data(data, config)
+    bundle = train_heads(train, dev, config, encoder_dir=tiny_encoder_dir)
+    layer = bundle.heads.layers["topic"]
+    layer.weight.data.zero_()
+    layer.bias.data.zero_()
+    return bundle, train, dev
+
+
+def test_lexical_model_rescues_weak_heads_and_survives_a_round_trip(
+    weak_bundle: tuple[Bundle, object, object], tmp_path: Path
+) -> None:
+    bundle, train, dev = weak_bundle
+    texts = ["lampu mati tolong pak", "ktp kk sudah lama", "jalan rusak mohon segera"]
+    alone = predict(bundle, texts)
+    report = fit_lexical(bundle, train, dev)  # type: ignore[arg-type]
+    assert bundle.lexical is not None and set(report["heads"]) == {"topic", "agency"}
+    topic = report["heads"]["topic"]
+    assert topic["dev_head_only"]["accuracy"] < 0.9 <= topic["dev"]["accuracy"]
+    a, b = bundle.head_specs["topic"].lexical_mix or (0, 0)
+    assert b > 0, "the words carry the topic: the mix leans on them"
+    assert bundle.metrics["dev"]["topic"] == topic["dev"] == bundle.head_specs["topic"].metrics
+    assert bundle.training["lexical"]["features"] == bundle.lexical.n_features > 0
+    mixed = predict(bundle, texts)
+    assert [p.heads["topic"].top[0].label for p in mixed] == [
+        "Penerangan Jalan Umum", "Administrasi Kependudukan", "Jalan Rusak"
+    ]  # fmt: skip
+    assert [p.to_dict() for p in mixed] != [p.to_dict() for p in alone]
+    # saved and loaded: the same answers (weights are stored as float16)
+    bundle.save(tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    assert {"lexical/vocabulary.json", "lexical/weights.safetensors"} <= set(meta["files"])
+    loaded = Bundle.load(tmp_path / "b", verify_hashes=True)
+    assert loaded.lexical is not None
+    for x, y in zip(predict(loaded, texts), mixed, strict=True):
+        assert x.heads["topic"].top[0].label == y.heads["topic"].top[0].label
+        assert x.heads["topic"].top[0].score == pytest.approx(y.heads["topic"].top[0].score, 1e-3)
+    # a head without a mix is answered by the head alone
+    loaded.head_specs["topic"].lexical_mix = None
+    _, probs = predict_proba(loaded, texts)
+    bundle.lexical = None
+    _, plain = predict_proba(bundle, texts)
+    np.testing.assert_allclose(probs["topic"], plain["topic"], atol=1e-6)
+
+
+def test_a_damaged_lexical_model_is_a_clear_bundle_error(
+    weak_bundle: tuple[Bundle, object, object], tmp_path: Path
+) -> None:
+    bundle, train, dev = weak_bundle
+    fit_lexical(bundle, train, dev)  # type: ignore[arg-type]
+    bundle.save(tmp_path / "b")
+    vocab = tmp_path / "b" / "lexical" / "vocabulary.json"
+    vocab.write_text(vocab.read_text().replace("aduan-lexical", "aduan-lexicaX"))  # same size
+    with pytest.raises(BundleError, match="not an aduan lexical model"):
+        Bundle.load(tmp_path / "b")
+    assert bundle.lexical is not None
+    bundle.lexical.save(tmp_path / "lex")
+    with pytest.raises(LexicalError, match="does not match"):
+        LexicalModel.load(tmp_path / "lex", {"topic": 99, "agency": 3})
+
+
+def test_fit_mix_weighs_the_informative_source() -> None:
+    rng = np.random.default_rng(0)
+    n, k = 400, 4
+    gold = rng.integers(0, k, n)
+    informative = np.full((n, k), np.log(0.1 / (k - 1)))
+    informative[np.arange(n), gold] = np.log(0.9)
+    noise = np.log(rng.dirichlet(np.ones(k), n))
+    a, b = fit_mix(noise, informative, gold)
+    assert b > 0.5 and a < 0.2
+    a, b = fit_mix(informative, noise, gold)
+    assert a > 0.5 and b < 0.2
+    p = mix(informative, noise, [1.0, 0.0])
+    np.testing.assert_allclose(p, np.exp(informative) / np.exp(informative).sum(1, keepdims=True))
+
+
+def test_two_label_heads_keep_both_labels() -> None:
+    """sklearn stores one weight row for two classes; the model must score both labels."""
+    x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    y = np.array([0, 0, 2, 2])  # label 1 of the head has no training rows
+    lr = LogisticRegression().fit(x, y)
+    head = _full_head(lr, n_features=2, n_labels=3)
+    assert head.seen.tolist() == [True, False, True]
+    model = LexicalModel.__new__(LexicalModel)
+    model.heads = {"h": head}
+    log_q = model.log_proba("h", x)  # type: ignore[arg-type]
+    np.testing.assert_allclose(np.exp(log_q[:, [0, 2]]), lr.predict_proba(x), atol=1e-5)
+    assert (log_q[:, 1] < -20).all(), "a label without training rows is all but ruled out"

@@ -1,0 +1,153 @@
+"""Fit the heads' lexical companion (`model.lexical`) and how much each head trusts it.
+
+1. On the training rows: TF-IDF over word 1–2-grams and character 2–5-grams
+   of the normalised texts (the most frequent `word_features` /
+   `char_features` n-grams that occur in at least 2 rows), and one
+   multinomial logistic regression per trained head, on the same labels.
+2. On the dev rows: per head, the mix (a, b) of
+   `softmax(a·log p_head + b·log p_lexical)` with the lowest negative
+   log-likelihood. (1, 0) is the head alone, so the mix never fits dev worse
+   than the head's own calibration; the weights are both the combination and
+   its calibration.
+3. With the mixed dev probabilities, each head's abstain threshold and dev
+   metrics are chosen again, as `training.calibration` does for the head alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import minimize
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from data.load import Complaints
+from model.bundle import Bundle
+from model.lexical import CHAR, WORD, LexicalHead, LexicalModel, mix
+from model.predict import predict_proba, preprocess
+from training.calibration import abstain_threshold
+from training.metrics import head_metrics
+
+log = logging.getLogger("aduan.training")
+
+
+@dataclass(frozen=True)
+class LexicalConfig:
+    """Settings of the lexical companion (`TrainConfig.lexical_*` in `aduan train`)."""
+
+    word_features: int = 20_000  # most frequent word 1-2-grams kept
+    char_features: int = 40_000  # most frequent character 2-5-grams kept
+    c: float = 10.0  # inverse L2 strength of each logistic regression
+    max_iter: int = 300
+
+
+def fit_mix(log_p: np.ndarray, log_q: np.ndarray, gold: np.ndarray) -> list[float]:
+    """The (a, b) in [0, 20]² minimising the NLL of softmax(a·log_p + b·log_q) on `gold`."""
+    rows = np.arange(len(gold))
+
+    def nll(w: np.ndarray) -> float:
+        z = w[0] * log_p + w[1] * log_q
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-(z[rows, gold] - np.log(np.exp(z).sum(axis=1))).mean())
+
+    best = minimize(nll, np.array([1.0, 0.0]), method="L-BFGS-B", bounds=[(0.0, 20.0)] * 2)
+    return [round(float(v), 6) for v in best.x]
+
+
+def fit_lexical(
+    bundle: Bundle,
+    train: Complaints,
+    dev: Complaints,
+    config: LexicalConfig | None = None,
+    *,
+    target_precision: float = 0.95,
+) -> dict[str, Any]:
+    """Give `bundle` a lexical model fitted on `train` and a mix per head fitted on `dev`.
+
+    The label columns are the bundle's head names (a routed head's labels are
+    agency types, as the head learned them). Heads that are untrained, or
+    whose training rows have fewer than two labels, are left alone. Returns
+    what `bundle.training["lexical"]` records: settings, seconds, and per
+    head the dev metrics without and with the lexical model.
+    """
+    config = config or LexicalConfig()
+    started = time.perf_counter()
+    texts = preprocess(bundle, train.texts())
+    word = TfidfVectorizer(**WORD, min_df=2, max_features=config.word_features, dtype=np.float32)
+    char = TfidfVectorizer(**CHAR, min_df=2, max_features=config.char_features, dtype=np.float32)
+    try:
+        x = sp.hstack([word.fit_transform(texts), char.fit_transform(texts)], format="csr")
+    except ValueError:  # too few rows for any n-gram to occur twice
+        log.warning("lexical model skipped: no n-gram occurs in two training rows")
+        return {}
+    heads: dict[str, LexicalHead] = {}
+    for h, spec in bundle.head_specs.items():
+        if not spec.trained or h not in train.label_columns:
+            continue
+        index = {label: i for i, label in enumerate(spec.labels)}
+        y = np.array([index.get(v, -1) if v is not None else -1 for v in train.labels(h)])
+        keep = y >= 0
+        if len(np.unique(y[keep])) < 2:
+            continue
+        model = LogisticRegression(C=config.c, max_iter=config.max_iter)
+        model.fit(x[keep], y[keep])
+        heads[h] = _full_head(model, x.shape[1], len(spec.labels))
+    if not heads:
+        return {}
+    lexical = LexicalModel(word, char, heads)
+
+    bundle.lexical = None  # dev probabilities of the heads alone
+    dev_texts = dev.texts()
+    _, alone = predict_proba(bundle, dev_texts)
+    x_dev = lexical.features(preprocess(bundle, dev_texts))
+    report: dict[str, Any] = {}
+    for h in heads:
+        spec = bundle.head_specs[h]
+        index = {label: i for i, label in enumerate(spec.labels)}
+        values = dev.labels(h) if h in dev.label_columns else [None] * len(dev)
+        labelled = np.array([v is not None for v in values])
+        gold = np.array([index.get(v, -1) if v is not None else -1 for v in values])
+        known = gold >= 0
+        if not known.any():
+            continue
+        log_p = np.log(np.maximum(alone[h], 1e-30))
+        log_q = lexical.log_proba(h, x_dev)
+        spec.lexical_mix = fit_mix(log_p[known], log_q[known], gold[known])
+        p, y = mix(log_p, log_q, spec.lexical_mix)[labelled], gold[labelled]
+        spec.abstain_threshold = abstain_threshold(
+            p.max(axis=1), p.argmax(axis=1) == y, target_precision
+        )
+        before = head_metrics(alone[h][labelled], y)
+        spec.metrics = head_metrics(p, y)
+        bundle.metrics.setdefault("dev", {})[h] = spec.metrics
+        report[h] = {"mix": spec.lexical_mix, "dev_head_only": before, "dev": spec.metrics}
+    bundle.lexical = lexical
+    out = {
+        "config": asdict(config),
+        "features": lexical.n_features,
+        "seconds": round(time.perf_counter() - started, 1),
+        "heads": report,
+    }
+    bundle.training["lexical"] = out
+    return out
+
+
+def _full_head(model: LogisticRegression, n_features: int, n_labels: int) -> LexicalHead:
+    """A fitted regression's weights over all of the head's labels (unseen ones masked)."""
+    classes = model.classes_.astype(int)
+    coef, intercept = model.coef_, model.intercept_
+    if len(classes) == 2:  # sklearn keeps one row for two classes: the log-odds of the second
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.concatenate([[0.0], intercept])
+    full = np.zeros((n_features, n_labels), dtype=np.float32)
+    full[:, classes] = coef.T
+    bias = np.zeros(n_labels, dtype=np.float32)
+    bias[classes] = intercept
+    seen = np.zeros(n_labels, dtype=bool)
+    seen[classes] = True
+    return LexicalHead(full, bias, seen)
