@@ -15,7 +15,7 @@ from model.lexical import LexicalError, LexicalModel, mix
 from model.predict import predict, predict_proba
 from tests.tiny import write_keyword_complaints as write_rows
 from training.heads import HeadTrainConfig, train_heads
-from training.lexical import _full_head, fit_lexical, fit_mix
+from training.lexical import _class_weights, _full_head, fit_lexical, fit_mix
 from training.splits import split_data
 
 
@@ -112,3 +112,9 @@ def test_two_label_heads_keep_both_labels() -> None:
     log_q = model.log_proba("h", x)  # type: ignore[arg-type]
     np.testing.assert_allclose(np.exp(log_q[:, [0, 2]]), lr.predict_proba(x), atol=1e-5)
     assert (log_q[:, 1] < -20).all(), "a label without training rows is all but ruled out"
+
+
+def test_rare_labels_weigh_more_as_in_the_heads_loss() -> None:
+    y = np.array([0, 0, 0, 0, 2])
+    assert _class_weights(y, 0.5) == {0: 1.0, 2: 2.0}
+    assert _class_weights(y, 0.0) is None

@@ -90,6 +90,7 @@ class TrainConfig:
             word_features=self.lexical_word_features,
             char_features=self.lexical_char_features,
             c=self.lexical_c,
+            class_weight_power=self.class_weight_power,
         )
 
     @classmethod

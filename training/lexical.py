@@ -3,7 +3,8 @@
 1. On the training rows: TF-IDF over word 1–2-grams and character 2–5-grams
    of the normalised texts (the most frequent `word_features` /
    `char_features` n-grams that occur in at least 2 rows), and one
-   multinomial logistic regression per trained head, on the same labels.
+   multinomial logistic regression per trained head, on the same labels,
+   with rare labels weighted up as the heads' own loss weights them.
 2. On the dev rows: per head, the mix (a, b) of
    `softmax(a·log p_head + b·log p_lexical)` with the lowest negative
    log-likelihood. (1, 0) is the head alone, so the mix never fits dev worse
@@ -44,6 +45,9 @@ class LexicalConfig:
     char_features: int = 40_000  # most frequent character 2-5-grams kept
     c: float = 10.0  # inverse L2 strength of each logistic regression
     max_iter: int = 300
+    # Row weight ~ (label count / largest count)^-power, as the heads' loss weights
+    # (`TrainConfig.class_weight_power`); 0 = unweighted.
+    class_weight_power: float = 0.5
 
 
 def fit_mix(log_p: np.ndarray, log_q: np.ndarray, gold: np.ndarray) -> list[float]:
@@ -94,7 +98,11 @@ def fit_lexical(
         keep = y >= 0
         if len(np.unique(y[keep])) < 2:
             continue
-        model = LogisticRegression(C=config.c, max_iter=config.max_iter)
+        model = LogisticRegression(
+            C=config.c,
+            max_iter=config.max_iter,
+            class_weight=_class_weights(y[keep], config.class_weight_power),
+        )
         model.fit(x[keep], y[keep])
         heads[h] = _full_head(model, x.shape[1], len(spec.labels))
     if not heads:
@@ -135,6 +143,15 @@ def fit_lexical(
     }
     bundle.training["lexical"] = out
     return out
+
+
+def _class_weights(y: np.ndarray, power: float) -> dict[int, float] | None:
+    """Per label: (its row count / the largest count)^-power; None when power is 0."""
+    if power == 0:
+        return None
+    counts = np.bincount(y)
+    top = counts.max()
+    return {int(c): float((counts[c] / top) ** -power) for c in np.flatnonzero(counts)}
 
 
 def _full_head(model: LogisticRegression, n_features: int, n_labels: int) -> LexicalHead:
