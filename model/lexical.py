@@ -25,6 +25,7 @@ with float32 intercepts).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,15 +82,46 @@ class LexicalModel:
         self.word = word
         self.char = char
         self.heads = dict(heads)
+        # What `features` needs per part: analyser, n-gram -> column, IDF, column offset.
+        self._parts = [
+            (vec.build_analyzer(), vec.vocabulary_, np.asarray(vec.idf_, np.float64), offset)
+            for vec, offset in ((word, 0), (char, len(word.vocabulary_)))
+        ]
 
     @property
     def n_features(self) -> int:
         return len(self.word.vocabulary_) + len(self.char.vocabulary_)
 
     def features(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """[n, features] TF-IDF rows (each part L2-normalised) of normalised texts."""
-        texts = list(texts)
-        return sp.hstack([self.word.transform(texts), self.char.transform(texts)], format="csr")
+        """[n, features] TF-IDF rows (each part L2-normalised) of normalised texts.
+
+        The same numbers as the two vectorisers' `transform` (a test checks it),
+        computed directly: sklearn's input checks and matrix plumbing cost about
+        1.3 ms per complaint, four times the counting itself, on every request.
+        """
+        indptr, indices, values = [0], [], []
+        filled = 0
+        for text in texts:
+            for analyze, vocabulary, idf, offset in self._parts:
+                counts: Counter[int] = Counter()
+                for gram in analyze(text):
+                    j = vocabulary.get(gram)
+                    if j is not None:
+                        counts[j] += 1
+                if not counts:
+                    continue
+                cols = np.fromiter(counts.keys(), np.int64, len(counts))
+                tf = np.fromiter(counts.values(), np.float64, len(counts))
+                v = (1.0 + np.log(tf)) * idf[cols]  # sublinear tf, then idf
+                v /= np.sqrt((v * v).sum())
+                indices.append(cols + offset)
+                values.append(v)
+                filled += len(cols)
+            indptr.append(filled)
+        cols = np.concatenate(indices) if indices else np.zeros(0, np.int64)
+        data = np.concatenate(values).astype(np.float32) if values else np.zeros(0, np.float32)
+        shape = (len(indptr) - 1, self.n_features)
+        return sp.csr_matrix((data, cols, np.asarray(indptr, np.int64)), shape=shape)
 
     def log_proba(self, head: str, x: sp.csr_matrix) -> np.ndarray:
         """[n, labels] log-probabilities of `head`'s labels from feature rows `x`."""

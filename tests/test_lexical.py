@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
 from data.load import load_complaints
@@ -118,3 +119,18 @@ def test_rare_labels_weigh_more_as_in_the_heads_loss() -> None:
     y = np.array([0, 0, 0, 0, 2])
     assert _class_weights(y, 0.5) == {0: 1.0, 2: 2.0}
     assert _class_weights(y, 0.0) is None
+
+
+def test_features_equal_the_vectorisers_transform(
+    weak_bundle: tuple[Bundle, object, object],
+) -> None:
+    bundle, train, dev = weak_bundle
+    fit_lexical(bundle, train, dev)  # type: ignore[arg-type]
+    lexical = bundle.lexical
+    assert lexical is not None
+    texts = ["lampu mati tolong pak lampu", "ktp kk", "", "zzz qqq", "jalan rusak, banjir air!"]
+    ours = lexical.features(texts)
+    theirs = sp.hstack([lexical.word.transform(texts), lexical.char.transform(texts)], "csr")
+    assert ours.shape == theirs.shape == (5, lexical.n_features)
+    np.testing.assert_allclose(ours.toarray(), theirs.toarray(), atol=1e-6)
+    assert ours[2].nnz == 0 and lexical.features([]).shape == (0, lexical.n_features)
