@@ -17,7 +17,8 @@ without the `lexical/` folder, or a head without a mix, is answered by its
 encoder head alone.
 
 Stored as plain data, never pickles: `lexical/vocabulary.json` (the n-grams
-in column order and the vectoriser settings) and `lexical/weights.safetensors`
+in column order; the vectoriser settings are `WORD` and `CHAR` below) and
+`lexical/weights.safetensors`
 (IDF weights, and per head the coefficients [features, labels] in float16
 with float32 intercepts).
 """
@@ -96,8 +97,8 @@ class LexicalModel:
         """[n, features] TF-IDF rows (each part L2-normalised) of normalised texts.
 
         The same numbers as the two vectorisers' `transform` (a test checks it),
-        computed directly: sklearn's input checks and matrix plumbing cost about
-        1.3 ms per complaint, four times the counting itself, on every request.
+        computed directly: on Surabaya complaints sklearn's `transform` took
+        1.65 ms per complaint and this 0.57 ms, on every request.
         """
         indptr, indices, values = [0], [], []
         filled = 0
