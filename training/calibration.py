@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.bundle import Bundle
+from model.bundle import Bundle, HeadSpec
 from model.predict import calibrated
 from training.metrics import head_metrics
 
@@ -90,11 +90,16 @@ def calibrate_heads(
         known = y >= 0
         spec.temperature = fit_temperature(z[known], y[known])
         p = calibrated(z, spec.temperature)
-        p, y = p[labelled[h]], y[labelled[h]]
-        spec.abstain_threshold = abstain_threshold(
-            p.max(axis=1), p.argmax(axis=1) == y, target_precision
-        )
+        set_decisions(spec, p[labelled[h]], y[labelled[h]], target_precision)
         spec.trained = True
-        spec.metrics = head_metrics(p, y)
         metrics[h] = spec.metrics
     return metrics
+
+
+def set_decisions(spec: HeadSpec, probs: np.ndarray, gold: np.ndarray, target: float) -> None:
+    """A head's abstain threshold and dev metrics from its final dev probabilities
+    [n, k] on the labelled rows (`gold`: label index, -1 for a label it does not know)."""
+    spec.abstain_threshold = abstain_threshold(
+        probs.max(axis=1), probs.argmax(axis=1) == gold, target
+    )
+    spec.metrics = head_metrics(probs, gold)

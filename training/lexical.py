@@ -31,8 +31,9 @@ from data.load import Complaints
 from model.bundle import Bundle
 from model.lexical import CHAR, WORD, LexicalHead, LexicalModel, mix
 from model.predict import predict_proba, preprocess
-from training.calibration import abstain_threshold
+from training.calibration import set_decisions
 from training.metrics import head_metrics
+from training.splits import label_indices
 
 log = logging.getLogger("aduan.training")
 
@@ -93,8 +94,7 @@ def fit_lexical(
     for h, spec in bundle.head_specs.items():
         if not spec.trained or h not in train.label_columns:
             continue
-        index = {label: i for i, label in enumerate(spec.labels)}
-        y = np.array([index.get(v, -1) if v is not None else -1 for v in train.labels(h)])
+        y = label_indices(train.labels(h), spec.labels)
         keep = y >= 0
         if len(np.unique(y[keep])) < 2:
             continue
@@ -116,22 +116,18 @@ def fit_lexical(
     report: dict[str, Any] = {}
     for h in heads:
         spec = bundle.head_specs[h]
-        index = {label: i for i, label in enumerate(spec.labels)}
-        values = dev.labels(h) if h in dev.label_columns else [None] * len(dev)
+        values: list[str | None] = dev.labels(h) if h in dev.label_columns else [None] * len(dev)
         labelled = np.array([v is not None for v in values])
-        gold = np.array([index.get(v, -1) if v is not None else -1 for v in values])
+        gold = label_indices(values, spec.labels)
         known = gold >= 0
         if not known.any():
             continue
         log_p = np.log(np.maximum(alone[h], 1e-30))
         log_q = lexical.log_proba(h, x_dev)
         spec.lexical_mix = fit_mix(log_p[known], log_q[known], gold[known])
-        p, y = mix(log_p, log_q, spec.lexical_mix)[labelled], gold[labelled]
-        spec.abstain_threshold = abstain_threshold(
-            p.max(axis=1), p.argmax(axis=1) == y, target_precision
-        )
+        y = gold[labelled]
         before = head_metrics(alone[h][labelled], y)
-        spec.metrics = head_metrics(p, y)
+        set_decisions(spec, mix(log_p, log_q, spec.lexical_mix)[labelled], y, target_precision)
         bundle.metrics.setdefault("dev", {})[h] = spec.metrics
         report[h] = {"mix": spec.lexical_mix, "dev_head_only": before, "dev": spec.metrics}
     bundle.lexical = lexical
