@@ -308,7 +308,11 @@ def bundle_lexical(
     model: Annotated[Path, typer.Option("--model", help="A trained bundle directory.")],
     config_file: Annotated[
         Path | None,
-        typer.Option("--config", help="JSON TrainConfig; its lexical_* keys are used."),
+        typer.Option(
+            "--config",
+            help="JSON TrainConfig; its lexical_*, class_weight_power and target_precision "
+            "keys are used.",
+        ),
     ] = None,
     threads: ThreadsOpt = None,
 ) -> None:
