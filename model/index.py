@@ -1256,7 +1256,10 @@ class FaissSqliteIndex:
             if self._closed or self._build_seq is not None or not self._rebuild_due():
                 return
             if not self.options.background:
-                self._install(_build(self._db(), self.dim, "ivf", self.options, self.path))
+                cache = _build(self._db(), self.dim, "ivf", self.options, self.path)
+                self._install(cache)
+                if self.options.snapshot:  # as a background build does: the next open
+                    self._save_snapshot(cache)  # loads it instead of building again
                 return
             self._build_seq = self._seq
             self._build_cancel.clear()

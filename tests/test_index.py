@@ -495,6 +495,23 @@ def test_switches_to_ivf_and_stays_accurate(tmp_path: Path) -> None:
         assert recall >= 0.95
 
 
+def test_an_ivf_rebuild_due_on_open_is_saved_once(tmp_path: Path) -> None:
+    x = clustered(700, seed=5)
+    folder = tmp_path / "ix"
+    with open_(folder, ivf_threshold=200, background=False) as idx:
+        idx.add(records(200), x[:200])  # IVF trained on 200
+        idx.add(records(500, start=200), x[200:])  # under 4x: no retrain
+        assert idx.stats()["trained_size"] == 200
+    # Reopened with a lower growth, a retrain is due: built inline and saved as the
+    # snapshot, so the next open neither builds again nor starts a background build.
+    with open_(folder, ivf_threshold=200, retrain_growth=2.0, background=False) as idx:
+        assert idx.stats()["trained_size"] == 700
+    with open_(folder, ivf_threshold=200, retrain_growth=2.0) as idx:
+        st = idx.stats()
+        assert st["loaded_from"] == "snapshot" and st["trained_size"] == 700
+        assert not st["building"]
+
+
 def test_background_build_keeps_serving_and_catches_up(tmp_path: Path) -> None:
     x = clustered(900, seed=4)
     with open_(tmp_path / "ix", ivf_threshold=300) as idx:
