@@ -111,6 +111,7 @@ class Service:
             metrics,
             encode_batch=settings.encode_batch,
             duplicates_k=settings.duplicates_k,
+            threads=settings.threads(),
             bf16=settings.runtime == "torch"
             and (native_bf16() if settings.bf16 is None else settings.bf16),
         )

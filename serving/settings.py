@@ -117,7 +117,10 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(
         default=None,
         ge=1,
-        description="Torch CPU threads for the model worker (default: all cores).",
+        description=(
+            "CPU threads for the encoder (default: all cores): torch's, or ONNX Runtime's"
+            " with an onnx runtime (torch then keeps one thread for the small ops left)."
+        ),
     )
 
     # ----------------------------------------------------------------- resolved

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from cli.main import run
@@ -356,10 +357,17 @@ def test_onnx_runtime_serves_the_same_answers(
     make_app: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ADUAN_HOME", str(tmp_path / "home"))  # where the export is cached
-    with TestClient(make_app()) as c:
+
+    def worker_threads(c: TestClient) -> int:  # torch's thread count on the model worker
+        return int(c.portal.call(c.app.state.service.batcher.call, torch.get_num_threads))
+
+    with TestClient(make_app(torch_threads=2)) as c:
         torch_out = c.post("/v1/route", json={"text": TEXT_JALAN, "top_k": 4}).json()
-    with TestClient(make_app(runtime="onnx")) as c:
+        assert worker_threads(c) == 2  # torch runs the encoder: all the threads
+    with TestClient(make_app(runtime="onnx", torch_threads=2)) as c:
         onnx_out = c.post("/v1/route", json={"text": TEXT_JALAN, "top_k": 4}).json()
+        assert c.get("/v1/model").json()["encoder"]["runtime"] == "onnx"
+        assert worker_threads(c) == 1  # ORT has the two; torch keeps one for the small ops
     assert list((tmp_path / "home" / "onnx").glob("*.onnx"))
     for head in ("agency", "topic"):
         a = [(x["label"], x["score"]) for x in torch_out["heads"][head]["top"]]
