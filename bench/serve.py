@@ -283,6 +283,9 @@ def breakdown(
     from model.predict import head_probabilities, predict, preprocess
 
     index = open_index(index_path, dim=finder.dim, embedding_id=finder.embedding_id)
+    threads = torch.get_num_threads()
+    if bundle.encoder.onnx is not None:
+        torch.set_num_threads(1)  # as the server's model worker: ORT has the threads
     steps: dict[str, list[float]] = {
         k: [] for k in ("tokenise", "encode", "heads", "dedup_embed", "index", "predict_total")
     }
@@ -311,6 +314,7 @@ def breakdown(
             for key, dt in zip(steps, times, strict=True):
                 steps[key].append(dt * 1000)
     finally:
+        torch.set_num_threads(threads)
         index.close()
     return {k: round(statistics.median(v), 2) for k, v in steps.items()}
 

@@ -16,7 +16,7 @@ from model.lexical import LexicalError, LexicalModel, mix
 from model.predict import predict, predict_proba
 from tests.tiny import write_keyword_complaints as write_rows
 from training.heads import HeadTrainConfig, train_heads
-from training.lexical import _class_weights, _full_head, fit_lexical, fit_mix
+from training.lexical import _class_weights, fit_lexical, fit_mix, fit_softmax_regression
 from training.splits import split_data
 
 
@@ -101,23 +101,40 @@ def test_fit_mix_weighs_the_informative_source() -> None:
     np.testing.assert_allclose(p, np.exp(informative) / np.exp(informative).sum(1, keepdims=True))
 
 
-def test_two_label_heads_keep_both_labels() -> None:
-    """sklearn stores one weight row for two classes; the model must score both labels."""
-    x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
-    y = np.array([0, 0, 2, 2])  # label 1 of the head has no training rows
-    lr = LogisticRegression().fit(x, y)
-    head = _full_head(lr, n_features=2, n_labels=3)
-    assert head.seen.tolist() == [True, False, True]
+def test_softmax_regression_matches_sklearn_and_masks_unseen_labels() -> None:
+    """The torch L-BFGS fit minimises sklearn's LogisticRegression objective: same
+    probabilities, with rare labels weighted; labels without rows are ruled out."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (3, 6))
+    y = np.repeat([0, 2, 3], [40, 25, 8])  # label 1 of the head has no training rows
+    x = centres[np.searchsorted([0, 2, 3], y)] + rng.normal(0, 1.2, (len(y), 6))
+    weights = _class_weights(y, 0.5)
+    assert weights is not None
+    lr = LogisticRegression(C=2.0, tol=1e-8, max_iter=1000)
+    lr.fit(x, y, sample_weight=weights[y])
+    head = fit_softmax_regression(
+        sp.csr_matrix(x), y, 4, c=2.0, sample_weight=weights[y], tol=1e-7, history=10
+    )
+    assert head.seen.tolist() == [True, False, True, True]
     model = LexicalModel.__new__(LexicalModel)
     model.heads = {"h": head}
     log_q = model.log_proba("h", x)  # type: ignore[arg-type]
-    np.testing.assert_allclose(np.exp(log_q[:, [0, 2]]), lr.predict_proba(x), atol=1e-5)
+    np.testing.assert_allclose(np.exp(log_q[:, [0, 2, 3]]), lr.predict_proba(x), atol=2e-3)
     assert (log_q[:, 1] < -20).all(), "a label without training rows is all but ruled out"
+
+
+def test_two_label_heads_keep_both_labels() -> None:
+    x = sp.csr_matrix(np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]]))
+    head = fit_softmax_regression(x, np.array([0, 0, 2, 2]), 3)
+    p = head.coef.T[[0, 2]] @ x.toarray().T + head.intercept[[0, 2], None]
+    assert head.seen.tolist() == [True, False, True]
+    assert (np.argmax(p, axis=0) == [0, 0, 1, 1]).all()
 
 
 def test_rare_labels_weigh_more_as_in_the_heads_loss() -> None:
     y = np.array([0, 0, 0, 0, 2])
-    assert _class_weights(y, 0.5) == {0: 1.0, 2: 2.0}
+    weights = _class_weights(y, 0.5)
+    assert weights is not None and weights.tolist() == [1.0, 0.0, 2.0]
     assert _class_weights(y, 0.0) is None
 
 

@@ -5,6 +5,12 @@
    `char_features` n-grams that occur in at least 2 rows), and one
    multinomial logistic regression per trained head, on the same labels,
    with rare labels weighted up as the heads' own loss weights them.
+   `fit_softmax_regression` minimises the objective of sklearn's
+   `LogisticRegression` (weighted log-loss + L2 of strength 1/C) with torch's
+   L-BFGS in float32 and a short history: on the Surabaya topic head (211
+   labels × 60,000 n-grams) sklearn's float64 L-BFGS took 151 s and 4.0 GB
+   above the process's earlier peak; this fit took 70 s and 1.5 GB, with the
+   same dev accuracy (0.5930 vs 0.5920) and log-loss (1.902 vs 1.901).
 2. On the dev rows: per head, the mix (a, b) of
    `softmax(a·log p_head + b·log p_lexical)` with the lowest negative
    log-likelihood. (1, 0) is the head alone, so the mix never fits dev worse
@@ -23,9 +29,9 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from scipy.optimize import minimize
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 
 from data.load import Complaints
 from model.bundle import Bundle
@@ -45,7 +51,9 @@ class LexicalConfig:
     word_features: int = 20_000  # most frequent word 1-2-grams kept
     char_features: int = 40_000  # most frequent character 2-5-grams kept
     c: float = 10.0  # inverse L2 strength of each logistic regression
-    max_iter: int = 300
+    max_iter: int = 500  # L-BFGS iterations at most
+    tol: float = 2e-5  # stop when no gradient entry exceeds this
+    history: int = 5  # L-BFGS memory: each step kept costs 2 x features x labels floats
     # Row weight ~ (label count / largest count)^-power, as the heads' loss weights
     # (`TrainConfig.class_weight_power`); 0 = unweighted.
     class_weight_power: float = 0.5
@@ -98,13 +106,17 @@ def fit_lexical(
         keep = y >= 0
         if len(np.unique(y[keep])) < 2:
             continue
-        model = LogisticRegression(
-            C=config.c,
+        weights = _class_weights(y[keep], config.class_weight_power)
+        heads[h] = fit_softmax_regression(
+            x[keep],
+            y[keep],
+            len(spec.labels),
+            c=config.c,
+            sample_weight=None if weights is None else weights[y[keep]],
             max_iter=config.max_iter,
-            class_weight=_class_weights(y[keep], config.class_weight_power),
+            tol=config.tol,
+            history=config.history,
         )
-        model.fit(x[keep], y[keep])
-        heads[h] = _full_head(model, x.shape[1], len(spec.labels))
     if not heads:
         return {}
     lexical = LexicalModel(word, char, heads)
@@ -141,26 +153,80 @@ def fit_lexical(
     return out
 
 
-def _class_weights(y: np.ndarray, power: float) -> dict[int, float] | None:
-    """Per label: (its row count / the largest count)^-power; None when power is 0."""
+def _class_weights(y: np.ndarray, power: float) -> np.ndarray | None:
+    """Per label index: (its row count / the largest count)^-power (0 for labels without
+    rows); None when power is 0."""
     if power == 0:
         return None
     counts = np.bincount(y)
-    top = counts.max()
-    return {int(c): float((counts[c] / top) ** -power) for c in np.flatnonzero(counts)}
+    out = np.zeros(len(counts))
+    seen = counts > 0
+    out[seen] = (counts[seen] / counts.max()) ** -power
+    return out
 
 
-def _full_head(model: LogisticRegression, n_features: int, n_labels: int) -> LexicalHead:
-    """A fitted regression's weights over all of the head's labels (unseen ones masked)."""
-    classes = model.classes_.astype(int)
-    coef, intercept = model.coef_, model.intercept_
-    if len(classes) == 2:  # sklearn keeps one row for two classes: the log-odds of the second
-        coef = np.vstack([np.zeros_like(coef), coef])
-        intercept = np.concatenate([[0.0], intercept])
-    full = np.zeros((n_features, n_labels), dtype=np.float32)
-    full[:, classes] = coef.T
-    bias = np.zeros(n_labels, dtype=np.float32)
-    bias[classes] = intercept
+def _torch_csr(m: sp.spmatrix) -> torch.Tensor:
+    m = sp.csr_matrix(m, dtype=np.float32)
+    return torch.sparse_csr_tensor(
+        torch.from_numpy(m.indptr.astype(np.int64)),
+        torch.from_numpy(m.indices.astype(np.int64)),
+        torch.from_numpy(m.data),
+        size=m.shape,
+        check_invariants=False,  # scipy's CSR is valid; the check costs a pass
+    )
+
+
+def fit_softmax_regression(
+    x: sp.spmatrix,
+    y: np.ndarray,
+    n_labels: int,
+    *,
+    c: float = 10.0,
+    sample_weight: np.ndarray | None = None,
+    max_iter: int = 500,
+    tol: float = 2e-5,
+    history: int = 5,
+) -> LexicalHead:
+    """Multinomial logistic regression over the labels `y` has (indices < n_labels).
+
+    Minimises sklearn's `LogisticRegression` objective, C·Σ wᵢ·(-log pᵢ[yᵢ]) +
+    ½‖W‖² (intercepts not penalised), scaled by 1/(C·Σ wᵢ), with torch's
+    L-BFGS and the gradient written out (no autograd graph over the sparse
+    product). Labels without rows get no weights and are masked (`seen`).
+    """
+    classes = np.unique(y)
+    compact = np.searchsorted(classes, y)
+    k = len(classes)
+    w_rows = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
+    total = float(w_rows.sum())
+    rows = torch.arange(len(y))
+    target = torch.from_numpy(compact.astype(np.int64))
+    scale = torch.from_numpy((w_rows / total).astype(np.float32))[:, None]
+    xt, xtt = _torch_csr(x), _torch_csr(sp.csr_matrix(x).T)
+    coef = torch.zeros(x.shape[1], k, requires_grad=True)
+    bias = torch.zeros(k, requires_grad=True)
+    l2 = 1.0 / (c * total)
+    opt = torch.optim.LBFGS(
+        [coef, bias], lr=1, max_iter=max_iter, history_size=history, tolerance_grad=tol,
+        tolerance_change=1e-9, line_search_fn="strong_wolfe",
+    )  # fmt: skip
+
+    def objective() -> torch.Tensor:
+        with torch.no_grad():
+            log_p = torch.log_softmax(torch.sparse.mm(xt, coef) + bias, dim=-1)
+            loss = -(log_p[rows, target] * scale[:, 0]).sum() + 0.5 * l2 * (coef * coef).sum()
+            residual = log_p.exp_()
+            residual[rows, target] -= 1
+            residual *= scale
+            coef.grad = torch.sparse.mm(xtt, residual).add_(coef, alpha=l2)
+            bias.grad = residual.sum(0)
+        return loss
+
+    opt.step(objective)
+    full = np.zeros((x.shape[1], n_labels), dtype=np.float32)
+    full[:, classes] = coef.detach().numpy()
+    intercept = np.zeros(n_labels, dtype=np.float32)
+    intercept[classes] = bias.detach().numpy()
     seen = np.zeros(n_labels, dtype=bool)
     seen[classes] = True
-    return LexicalHead(full, bias, seen)
+    return LexicalHead(full, intercept, seen)
