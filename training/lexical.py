@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -167,13 +168,15 @@ def _class_weights(y: np.ndarray, power: float) -> np.ndarray | None:
 
 def _torch_csr(m: sp.spmatrix) -> torch.Tensor:
     m = sp.csr_matrix(m, dtype=np.float32)
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(m.indptr.astype(np.int64)),
-        torch.from_numpy(m.indices.astype(np.int64)),
-        torch.from_numpy(m.data),
-        size=m.shape,
-        check_invariants=False,  # scipy's CSR is valid; the check costs a pass
-    )
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": mm is all we use
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(m.indptr.astype(np.int64)),
+            torch.from_numpy(m.indices.astype(np.int64)),
+            torch.from_numpy(m.data),
+            size=m.shape,
+            check_invariants=False,  # scipy's CSR is valid; the check costs a pass
+        )
 
 
 def fit_softmax_regression(
