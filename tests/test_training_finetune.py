@@ -84,7 +84,7 @@ def test_finetune_saves_a_loadable_bundle_that_predicts_the_same(
 
 
 def test_finetune_freezes_the_token_embeddings(tiny_encoder_dir: Path, tmp_path: Path) -> None:
-    config = _config(epochs=1)
+    config = _config(epochs=1, freeze_layers=0)
     base = Bundle.new(tiny_encoder_dir, {"x": ["a", "b"]})
     before = base.encoder.bert.get_input_embeddings().weight.detach().clone()
     bundle = train(*_data(tmp_path, config), config, encoder_dir=tiny_encoder_dir, progress=False)
@@ -92,6 +92,28 @@ def test_finetune_freezes_the_token_embeddings(tiny_encoder_dir: Path, tmp_path:
     assert torch.equal(before, after)
     layer0 = bundle.encoder.bert.encoder.layer[0].attention.self.query.weight
     assert not torch.equal(layer0, base.encoder.bert.encoder.layer[0].attention.self.query.weight)
+
+
+def test_finetune_can_freeze_the_lowest_layers(tiny_encoder_dir: Path, tmp_path: Path) -> None:
+    config = _config(epochs=1, freeze_layers=1)
+    base = Bundle.new(tiny_encoder_dir, {"x": ["a", "b"]}).encoder.bert
+    bundle = train(*_data(tmp_path, config), config, encoder_dir=tiny_encoder_dir, progress=False)
+    bert = bundle.encoder.bert
+
+    def same(name: str) -> bool:
+        return torch.equal(bert.get_parameter(name), base.get_parameter(name))
+
+    assert same("embeddings.position_embeddings.weight")
+    assert same("encoder.layer.0.attention.self.query.weight")
+    assert not same("encoder.layer.1.attention.self.query.weight")
+    assert bundle.training["frozen_layers"] == 1
+    # The tiny encoder has 2 layers: asking for more still leaves the top one to train.
+    big = _config(epochs=1, freeze_layers=99)
+    bundle = train(*_data(tmp_path, big), big, encoder_dir=tiny_encoder_dir, progress=False)
+    assert bundle.training["frozen_layers"] == 1
+    with pytest.raises(ValueError, match="freeze_layers must be 0 or more"):
+        train(*_data(tmp_path, _config(freeze_layers=-1)), _config(freeze_layers=-1),
+              encoder_dir=tiny_encoder_dir, progress=False)  # fmt: skip
 
 
 def test_finetune_is_reproducible(tiny_encoder_dir: Path, tmp_path: Path) -> None:
