@@ -1,7 +1,8 @@
 """Routing benchmark: concrete offices from type × region, against a flat classifier.
 
     python bench/routing.py [--sets surabaya,lapor,out-of-region] [--frozen-encoder]
-                            [--epochs N] [--surabaya-bundle DIR] [--lapor-bundle DIR]
+                            [--epochs N] [--config FILE]
+                            [--surabaya-bundle DIR] [--lapor-bundle DIR]
 
 - directories: built with `python -m training.build_directory` from the
   labels and the official region tables (Surabaya: home Kota Surabaya, every
@@ -229,6 +230,9 @@ def main() -> None:
     parser.add_argument("--frozen-encoder", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
+        "--config", type=Path, default=None, help="A JSON TrainConfig for `aduan train`."
+    )
+    parser.add_argument(
         "--surabaya-bundle", type=Path, default=None,
         help="Evaluate this routed Surabaya bundle instead of training one.",
     )  # fmt: skip
@@ -238,7 +242,9 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     train_args: list[str] = []
-    for flag, value in (("--epochs", args.epochs), ("--threads", args.threads)):
+    for flag, value in (
+        ("--epochs", args.epochs), ("--threads", args.threads), ("--config", args.config)
+    ):  # fmt: skip
         if value is not None:
             train_args += [flag, str(value)]
     if args.frozen_encoder:
