@@ -205,7 +205,7 @@ def fit_softmax_regression(
     rows = torch.arange(len(y))
     target = torch.from_numpy(compact.astype(np.int64))
     scale = torch.from_numpy((w_rows / total).astype(np.float32))[:, None]
-    xt, xtt = _torch_csr(x), _torch_csr(sp.csr_matrix(x).T)
+    x_rows, x_cols = _torch_csr(x), _torch_csr(sp.csr_matrix(x).T)  # x and its transpose
     coef = torch.zeros(x.shape[1], k, requires_grad=True)
     bias = torch.zeros(k, requires_grad=True)
     l2 = 1.0 / (c * total)
@@ -216,12 +216,12 @@ def fit_softmax_regression(
 
     def objective() -> torch.Tensor:
         with torch.no_grad():
-            log_p = torch.log_softmax(torch.sparse.mm(xt, coef) + bias, dim=-1)
+            log_p = torch.log_softmax(torch.sparse.mm(x_rows, coef) + bias, dim=-1)
             loss = -(log_p[rows, target] * scale[:, 0]).sum() + 0.5 * l2 * (coef * coef).sum()
             residual = log_p.exp_()
             residual[rows, target] -= 1
             residual *= scale
-            coef.grad = torch.sparse.mm(xtt, residual).add_(coef, alpha=l2)
+            coef.grad = torch.sparse.mm(x_cols, residual).add_(coef, alpha=l2)
             bias.grad = residual.sum(0)
         return loss
 
