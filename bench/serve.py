@@ -281,11 +281,11 @@ def breakdown(
     from model.dedup import make_complaint
     from model.index import open_index
     from model.predict import head_probabilities, predict, preprocess
+    from serving.engine import torch_threads
 
     index = open_index(index_path, dim=finder.dim, embedding_id=finder.embedding_id)
     threads = torch.get_num_threads()
-    if bundle.encoder.onnx is not None:
-        torch.set_num_threads(1)  # as the server's model worker: ORT has the threads
+    torch.set_num_threads(torch_threads(bundle, threads))  # as the server's model worker
     steps: dict[str, list[float]] = {
         k: [] for k in ("tokenise", "encode", "heads", "dedup_embed", "index", "predict_total")
     }

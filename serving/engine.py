@@ -92,6 +92,15 @@ def review_reasons(bundle: Bundle, heads: dict[str, HeadResult], duplicates: boo
     return reasons
 
 
+def torch_threads(bundle: Bundle, threads: int) -> int:
+    """Torch's threads for serving `bundle` with `threads` for the encoder: all of them
+    when torch runs the encoder, one when ONNX Runtime does (its own pool has them).
+    Torch then only pools and runs the heads, and a second OpenMP thread, waking
+    while ORT's threads still spin after a pass, stalled those small ops (mean
+    pooling's p90 went from 0.4 to 10 ms)."""
+    return 1 if bundle.encoder.onnx is not None else threads
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
@@ -153,13 +162,9 @@ class Engine:
         return results
 
     def fit_torch_threads(self, bundle: Bundle) -> None:
-        """Give torch all the encoder's threads when it runs the encoder, one when ONNX
-        Runtime does (its own pool has them): torch then only pools and runs the
-        heads, and a second OpenMP thread, waking while ORT's threads still spin
-        after a pass, stalled those small ops (mean pooling's p90 went from 0.4 to
-        10 ms). Set here, on the worker thread: once a thread has run a parallel
+        """Set `torch_threads` on the worker thread: once a thread has run a parallel
         op, torch's thread count is that thread's own."""
-        want = 1 if bundle.encoder.onnx is not None else self.threads
+        want = torch_threads(bundle, self.threads)
         if torch.get_num_threads() != want:
             torch.set_num_threads(want)
 
