@@ -10,7 +10,8 @@ For each path, on the latest 15% of the data by date (the time-split test
 slice; the bundle should have been trained on the rest), it reports:
 
 - single-complaint latency (p50/p90 of `predict` on one text, the API's
-  unbatched case) and batch throughput (texts/s at batch 32);
+  unbatched case; the paths take turns, 25 texts at a time) and batch throughput
+  (texts/s at batch 32, one path after another);
 - accuracy of every head against the labels, top-1 agreement with fp32, and
   the lowest cosine between the path's embedding and fp32's (the duplicate
   search reads the same embedding);
@@ -23,8 +24,9 @@ slice; the bundle should have been trained on the rest), it reports:
 Paths: `fp32`; `bf16` (torch.autocast on CPU; native on CPUs with AVX512-BF16
 or AMX); `int8` (torch dynamic quantisation of the encoder's Linear layers);
 `onnx` (the fp32 encoder exported to ONNX and run by ONNX Runtime, model.onnx);
-`onnx-int8` (that export with ONNX Runtime's BERT fusions and int8 MatMul
-weights per channel, `ADUAN_RUNTIME=onnx-int8`).
+`onnx-int8` (that export with ONNX Runtime's BERT attention fusion and int8
+MatMul weights per channel, `ADUAN_RUNTIME=onnx-int8`); `onnx-int8-fused` (the
+same with the residual adds, layer norms and GELU fused too, as served before).
 What `torch.backends.cpu.get_cpu_capability()` reports is printed first.
 Texts are read from ../shared/data and never printed.
 """
@@ -45,6 +47,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+LATENCY_BLOCK = 25  # texts per path per turn in the latency rounds
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -63,6 +67,7 @@ def main() -> None:
     from model.bundle import Bundle
     from model.onnx import enable_onnx
     from model.predict import predict
+    from serving.engine import torch_threads
     from training.dedup import evaluate_dedup
 
     torch.set_num_threads(args.threads)
@@ -97,10 +102,10 @@ def main() -> None:
             copy.deepcopy(fp32_encoder), {torch.nn.Linear}, dtype=torch.qint8
         )
 
-    def onnx_encoder(cache: Path, int8: bool) -> object:
+    def onnx_encoder(cache: Path, int8: bool, fused: bool = False) -> object:
         probe = copy.copy(bundle)
         probe.encoder = copy.deepcopy(fp32_encoder)
-        enable_onnx(probe, threads=args.threads, cache=cache, int8=int8)
+        enable_onnx(probe, threads=args.threads, cache=cache, int8=int8, fuse_layer_norm=fused)
         return probe.encoder
 
     Build = Callable[[Path], object]
@@ -110,6 +115,7 @@ def main() -> None:
         "int8": (nothing, torch_int8),
         "onnx": (nothing, lambda cache: onnx_encoder(cache, False)),
         "onnx-int8": (nothing, lambda cache: onnx_encoder(cache, True)),
+        "onnx-int8-fused": (nothing, lambda cache: onnx_encoder(cache, True, fused=True)),
     }
     wanted = ["fp32", *[p for p in args.paths.split(",") if p and p != "fp32"]]
     unknown = set(wanted) - set(available)
@@ -125,21 +131,36 @@ def main() -> None:
     reference: dict[str, list] = {}
     ref_emb = None
     print(
-        f"\n{'path':<10}{'p50 ms':>8}{'p90 ms':>8}{'texts/s':>9}"
+        f"\n{'path':<16}{'p50 ms':>8}{'p90 ms':>8}{'texts/s':>9}"
         + "".join(f"{h + ' acc':>14}{'agree':>7}" for h in heads)
         + f"{'min cos':>9}"
         + (f"{'pair F1':>9}" if pairs else "")
     )
-    for name, ctx, encoder in paths:
+
+    def use(encoder: object) -> None:
+        """Serve with `encoder`, with torch's threads as `aduan serve` sets them."""
         bundle.encoder = encoder  # type: ignore[assignment]
+        torch.set_num_threads(torch_threads(bundle, args.threads))
+
+    # Single-text latency, in rounds: each path in turn times the same block of
+    # texts, after one untimed call, so the host's speed drifting over minutes
+    # (it does, on a shared machine) moves every path's figures alike. (Taking
+    # turns text by text instead ran every path with cold caches: p50 +5-30 ms.)
+    one = texts[: args.latency_texts]
+    latency: dict[str, list[float]] = {name: [] for name, _, _ in paths}
+    for block in range(0, len(one), LATENCY_BLOCK):
+        for name, ctx, encoder in paths:
+            use(encoder)
+            with ctx():
+                predict(bundle, one[block : block + 1])  # warm-up
+                for t in one[block : block + LATENCY_BLOCK]:
+                    started = time.perf_counter()
+                    predict(bundle, [t])
+                    latency[name].append((time.perf_counter() - started) * 1000)
+    for name, ctx, encoder in paths:
+        use(encoder)
+        lat = latency[name]
         with ctx():
-            one = texts[: args.latency_texts]
-            predict(bundle, one[:5])  # warm-up
-            lat = []
-            for t in one:
-                started = time.perf_counter()
-                predict(bundle, [t])
-                lat.append((time.perf_counter() - started) * 1000)
             started = time.perf_counter()
             preds = predict(bundle, texts, batch_size=32, with_embeddings=True)
             rate = len(texts) / (time.perf_counter() - started)
@@ -161,10 +182,10 @@ def main() -> None:
         else:
             cells_f1 = ""
         print(
-            f"{name:<10}{statistics.median(lat):>8.1f}{p90:>8.1f}{rate:>9.1f}{cells}{cos:>9.5f}"
+            f"{name:<16}{statistics.median(lat):>8.1f}{p90:>8.1f}{rate:>9.1f}{cells}{cos:>9.5f}"
             + cells_f1
         )
-    bundle.encoder = fp32_encoder
+    use(fp32_encoder)
 
 
 if __name__ == "__main__":

@@ -376,12 +376,14 @@ class DuplicateFinder:
         """Names the vector space of the duplicate embeddings; an index built in another
         space must be re-embedded. A pretrained encoder keeps the same id across
         bundles, so swapping heads keeps the index. An encoder served with int8
-        weights (`enable_onnx(int8=True)`) embeds slightly differently: its own space."""
+        weights (`enable_onnx(int8=True)`) embeds slightly differently: each int8
+        graph has its own space (`OnnxForward.tag`)."""
         enc = self.bundle.encoder_spec
         weights = f"bundle {self.bundle.version}" if enc.fine_tuned else enc.source or enc.name
         key = f"{enc.name}|{weights}|{self.spec.prompt!r}|{self.bundle.encoder.max_length}"
-        if getattr(getattr(self.bundle.encoder, "onnx", None), "int8", False):
-            key += "|int8"
+        tag = getattr(getattr(self.bundle.encoder, "onnx", None), "tag", "")
+        if tag:
+            key += f"|{tag}"
         return key
 
     @property

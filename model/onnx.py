@@ -12,11 +12,17 @@ bf16, with the accuracy change), and the embeddings match torch's to float
 precision, so the duplicate scorer calibrated on torch embeddings still holds.
 
 `enable_onnx(bundle, int8=True)` serves a smaller, faster variant made from
-that export: ONNX Runtime's BERT fusions (one Attention op per layer, fused
-layer norms and GELU), then int8 weights for every MatMul, quantised per
-output channel, with activations quantised on the fly. Its embeddings differ
-from fp32 slightly; bench/fastpath.py reports by how much and what that does
-to each head's answers and to duplicate scoring.
+that export: ONNX Runtime's BERT fusions (one Attention op per layer), then
+int8 weights for every MatMul, quantised per output channel, with activations
+quantised on the fly. Its embeddings differ from fp32 slightly;
+bench/fastpath.py reports by how much and what that does to each head's
+answers and to duplicate scoring.
+
+The residual adds, layer norms and GELU stay separate ops (`UNFUSED`): ONNX
+Runtime's fused SkipLayerNormalization CPU kernel took 1.5 of the 6.6 ms of
+one 51-token pass on this project's 2-core machine, the plain Add and
+LayerNormalization 0.55 ms. `enable_onnx(..., fuse_layer_norm=True)` makes
+the fully fused variant, which bench/fastpath.py times beside it.
 """
 
 from __future__ import annotations
@@ -39,6 +45,16 @@ log = logging.getLogger("aduan.onnx")
 
 OPSET = 17
 _EXPORT_LOCK = threading.Lock()
+
+#: The graphs `enable_onnx` can serve, each with the tag naming its cached file and
+#: its embedding space (`OnnxForward.tag`). fp32 embeds as torch does: no tag. The
+#: fully fused int8 graph keeps the tag it had when it was the served one.
+VARIANTS = {"fp32": "", "int8": "int8-v2", "int8-fused": "int8"}
+
+#: The fusions left out of the int8 variant: by the offline BERT optimiser (its
+#: FusionOptions names) and by ONNX Runtime when it loads the model (its optimiser
+#: names), which would otherwise fuse the same ops again.
+UNFUSED = {"enable_skip_layer_norm": "SkipLayerNormFusion", "enable_bias_gelu": "BiasGeluFusion"}
 
 
 class _LastHidden(nn.Module):
@@ -85,23 +101,35 @@ def export_encoder(bert: Any, path: Path) -> Path:
     return path
 
 
-def quantize_encoder(src: Path, path: Path, *, num_heads: int, hidden_size: int) -> Path:
+def quantize_encoder(
+    src: Path, path: Path, *, num_heads: int, hidden_size: int, fuse_layer_norm: bool = False
+) -> Path:
     """Fuse `src`'s BERT graph and quantise its MatMul weights to int8 into `path`.
 
-    When the fusion does not apply (an unusual graph), the plain graph is
-    quantised. Written to a temporary file, then renamed.
+    The `UNFUSED` fusions are left out unless `fuse_layer_norm`. When the
+    fusion does not apply (an unusual graph), the plain graph is quantised.
+    Written to a temporary file, then renamed.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
 
+    fusions = FusionOptions("bert")
+    if not fuse_layer_norm:
+        for option in UNFUSED:
+            setattr(fusions, option, False)
     with atomic_path(path) as tmp, tempfile.TemporaryDirectory(dir=path.parent) as scratch:
         source = str(src)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 graph = optimizer.optimize_model(
-                    str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size
+                    str(src),
+                    model_type="bert",
+                    num_heads=num_heads,
+                    hidden_size=hidden_size,
+                    optimization_options=fusions,
                 )
             fused = str(Path(scratch) / "fused.onnx")
             graph.save_model_to_file(fused)
@@ -120,19 +148,30 @@ def quantize_encoder(src: Path, path: Path, *, num_heads: int, hidden_size: int)
 
 
 class OnnxForward:
-    """An ONNX Runtime session computing last_hidden_state from token ids and mask."""
+    """An ONNX Runtime session computing last_hidden_state from token ids and mask.
 
-    def __init__(self, path: Path, threads: int, *, int8: bool = False) -> None:
+    `variant` is one of `VARIANTS`: "fp32", "int8" (the served int8 graph) or
+    "int8-fused" (`fuse_layer_norm`); the int8 ones embed slightly differently.
+    """
+
+    def __init__(self, path: Path, threads: int, *, variant: str = "fp32") -> None:
         import onnxruntime as ort
 
-        self.int8 = int8  # rounded weights: embeddings differ slightly from fp32
+        self.variant = variant
+        self.tag = VARIANTS[variant]  # names its embedding space, when not torch's
+        self.int8 = variant != "fp32"  # rounded weights: embeddings differ slightly from fp32
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
         self.path = path
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(path),
+            options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(UNFUSED.values()) if variant == "int8" else None,
+        )
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         feed = {
@@ -143,19 +182,27 @@ class OnnxForward:
 
 
 def enable_onnx(
-    bundle: Any, *, threads: int, cache: Path | None = None, int8: bool = False
+    bundle: Any,
+    *,
+    threads: int,
+    cache: Path | None = None,
+    int8: bool = False,
+    fuse_layer_norm: bool = False,
 ) -> Path:
     """Run `bundle.encoder`'s inference forward through ONNX Runtime; return the model file.
 
     The export is cached per bundle version (which covers the encoder
     weights), so a restart or a reload of the same bundle reuses it. With
-    `int8`, the fused int8 variant (see the module docstring) is made from
-    the fp32 export once and cached beside it.
+    `int8`, the int8 variant (see the module docstring; `fuse_layer_norm`
+    for the fully fused one) is made from the fp32 export once and cached
+    beside it.
     """
     folder = cache or aduan_home() / "onnx"
     key = bundle.version or "unsaved"
     fp32 = folder / f"{bundle.name}-{key}.onnx"
-    path = folder / f"{bundle.name}-{key}-int8.onnx" if int8 else fp32
+    variant = ("int8-fused" if fuse_layer_norm else "int8") if int8 else "fp32"
+    tag = VARIANTS[variant]
+    path = folder / f"{bundle.name}-{key}-{tag}.onnx" if tag else fp32
     bert = bundle.encoder.bert
 
     def build(fresh: bool) -> None:
@@ -168,6 +215,7 @@ def enable_onnx(
                 path,
                 num_heads=int(bert.config.num_attention_heads),
                 hidden_size=int(bert.config.hidden_size),
+                fuse_layer_norm=fuse_layer_norm,
             )
 
     with _EXPORT_LOCK:
@@ -175,11 +223,11 @@ def enable_onnx(
             log.info("exporting the encoder of bundle %s to ONNX (once)", key)
             build(fresh=False)
         try:
-            session = OnnxForward(path, threads, int8=int8)
+            session = OnnxForward(path, threads, variant=variant)
         except Exception:  # a damaged cache file: export again, once
             log.warning("the cached ONNX export %s cannot be loaded; exporting again", path.name)
             build(fresh=True)
-            session = OnnxForward(path, threads, int8=int8)
+            session = OnnxForward(path, threads, variant=variant)
     bundle.encoder.onnx = session
     return path
 

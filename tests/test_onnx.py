@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from model.bundle import Bundle
@@ -59,8 +60,8 @@ def test_training_never_uses_the_onnx_session(tiny_bundle: Bundle, tmp_path: Pat
 def test_int8_variant_is_close_to_fp32_and_cached(tiny_bundle: Bundle, tmp_path: Path) -> None:
     reference = tiny_bundle.encoder.embed(TEXTS, batch_size=2)
     path = enable_onnx(tiny_bundle, threads=1, cache=tmp_path, int8=True)
-    assert path.name.endswith("-int8.onnx") and path.is_file()
-    fp32 = tmp_path / path.name.replace("-int8.onnx", ".onnx")
+    assert path.name.endswith("-int8-v2.onnx") and path.is_file()
+    fp32 = tmp_path / path.name.replace("-int8-v2.onnx", ".onnx")
     assert fp32.is_file()  # made from the fp32 export, which is kept for the fp32 runtime
     assert path.stat().st_size < fp32.stat().st_size  # int8 weights
     got = tiny_bundle.encoder.embed(TEXTS, batch_size=2)
@@ -84,4 +85,60 @@ def test_int8_runtime_has_its_own_embedding_space(tiny_bundle: Bundle, tmp_path:
     enable_onnx(tiny_bundle, threads=1, cache=tmp_path)
     assert DuplicateFinder(tiny_bundle).embedding_id == plain  # fp32 ONNX: the same vectors
     enable_onnx(tiny_bundle, threads=1, cache=tmp_path, int8=True)
-    assert DuplicateFinder(tiny_bundle).embedding_id != plain  # an index gets re-embedded
+    int8 = DuplicateFinder(tiny_bundle).embedding_id
+    assert int8 != plain  # an index gets re-embedded
+    enable_onnx(tiny_bundle, threads=1, cache=tmp_path, int8=True, fuse_layer_norm=True)
+    assert DuplicateFinder(tiny_bundle).embedding_id not in (plain, int8)
+
+
+def _op_types(path: Path) -> set[str]:
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def test_int8_graph_keeps_layer_norms_unfused(tiny_bundle: Bundle, tmp_path: Path) -> None:
+    fused = enable_onnx(tiny_bundle, threads=1, cache=tmp_path, int8=True, fuse_layer_norm=True)
+    fused_emb = tiny_bundle.encoder.embed(TEXTS)
+    assert {"SkipLayerNormalization", "BiasGelu"} <= _op_types(fused)  # the BERT fusions apply
+    path = enable_onnx(tiny_bundle, threads=1, cache=tmp_path, int8=True)
+    assert path != fused
+    ops = _op_types(path)
+    assert "SkipLayerNormalization" not in ops and "BiasGelu" not in ops
+    assert "LayerNormalization" in ops and ops & {"QAttention", "Attention"}
+    emb = tiny_bundle.encoder.embed(TEXTS)
+    assert np.einsum("ij,ij->i", emb, fused_emb).min() > 0.99  # the same weights, other kernels
+
+
+def test_onnx_runtime_is_kept_from_fusing_them_again(
+    tiny_bundle: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnxruntime as ort
+
+    from model.onnx import UNFUSED
+
+    path = enable_onnx(tiny_bundle, threads=1, cache=tmp_path, int8=True)
+
+    def ops_as_loaded(disabled: list[str]) -> set[str]:
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / "as-loaded.onnx")
+        providers = ["CPUExecutionProvider"]
+        ort.InferenceSession(str(path), options, providers, disabled_optimizers=disabled)
+        return _op_types(tmp_path / "as-loaded.onnx")
+
+    assert "SkipLayerNormalization" in ops_as_loaded([])  # what loading would do by default
+    kept = ops_as_loaded(list(UNFUSED.values()))
+    assert "SkipLayerNormalization" not in kept and "BiasGelu" not in kept
+
+    seen: dict[str, object] = {}
+    real = ort.InferenceSession
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen[Path(str(args[0])).name] = kwargs.get("disabled_optimizers")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    enable_onnx(tiny_bundle, threads=1, cache=tmp_path, int8=True)
+    fused = enable_onnx(tiny_bundle, threads=1, cache=tmp_path, int8=True, fuse_layer_norm=True)
+    assert seen[path.name] == list(UNFUSED.values())
+    assert seen[fused.name] is None
