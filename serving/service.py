@@ -17,6 +17,7 @@ failed load keeps the old model and is reported as `reload_failed` (422).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -99,6 +100,24 @@ def load_bundle(
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def freeze_heap() -> None:
+    """Hide what is loaded from the cyclic garbage collector (`gc.freeze`).
+
+    A loaded bundle is long-lived objects by the hundred thousand (the
+    gazetteer, the directory, the tokenizer's and lexical model's tables:
+    488,000 for the Surabaya serving bundle). A full collection walks them all,
+    221 ms for that bundle, and no request moves meanwhile. Loading ran nine
+    of them and 600 requests none, but any one that comes later stalls every
+    request in flight. Frozen, a full
+    collection skips them (0.0 ms); reference counting still frees them once
+    they are dropped. The previous load's objects are unfrozen and collected
+    first, so a reload leaves no frozen garbage of the old model behind.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class Service:
@@ -185,6 +204,7 @@ class Service:
             log.error("not ready: %s", self.reason)
             return
         self.engine.served = Served(bundle, finder, index, self.model_path, _now())
+        freeze_heap()
         self.metrics.set_model(bundle.version, bundle.name)
         self.status, self.reason = "ready", None
         log.info(
@@ -242,16 +262,19 @@ class Service:
             else:
                 reindexed = await self._reembed_and_swap(old, bundle, finder, target)
             self.model_path = target
+            previous = old.version
+            del old  # what only the old model used can now be collected
+            freeze_heap()
             self.metrics.set_model(bundle.version, bundle.name)
             self.metrics.reloads.labels(result="ok").inc()
             seconds = time.perf_counter() - started
             log.info(
-                "reloaded (%s) in %.1f s: model %s -> %s", source, seconds, old.version,
+                "reloaded (%s) in %.1f s: model %s -> %s", source, seconds, previous,
                 bundle.version,
             )  # fmt: skip
             return {
                 "model_version": bundle.version or "unsaved",
-                "previous_version": old.version,
+                "previous_version": previous,
                 "path": str(target),
                 "reindexed": reindexed,
                 "seconds": round(seconds, 3),
