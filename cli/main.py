@@ -535,13 +535,21 @@ def train(
         bundle = train_heads(train_set, dev_set, heads_config)
     else:
         bundle = finetune(train_set, dev_set, config, start_from=start_from)
+    dev_embeddings = None  # the dev rows, embedded once for the steps below
+    if (config.lexical or router is not None) and len(dev_set):
+        from training.embedding import embed_rows
+
+        dev_embeddings = embed_rows(bundle, dev_set.texts())
     if config.lexical:
         from training.lexical import fit_lexical
 
         fit_lexical(bundle, train_set, dev_set, config.lexical_config(),
-                    target_precision=config.target_precision)  # fmt: skip
+                    target_precision=config.target_precision,
+                    dev_embeddings=dev_embeddings)  # fmt: skip
     if router is not None:
-        routing.attach(bundle, ROUTED_HEAD, router, office_rows, office_dev)
+        routing.attach(
+            bundle, ROUTED_HEAD, router, office_rows, office_dev, dev_embeddings=dev_embeddings
+        )
     # How the rows were read, so `aduan evaluate --baseline` can train its peer on them.
     bundle.training["data"]["load"] = load
     bundle.save(out, overwrite=overwrite)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from sklearn.linear_model import LogisticRegression
 from data.load import load_complaints
 from model.bundle import Bundle, BundleError
 from model.lexical import LexicalError, LexicalModel, mix
-from model.predict import predict, predict_proba
+from model.predict import predict, predict_proba, preprocess
 from tests.tiny import write_keyword_complaints as write_rows
+from training.embedding import embed_rows
 from training.heads import HeadTrainConfig, train_heads
 from training.lexical import _class_weights, fit_lexical, fit_mix, fit_softmax_regression
 from training.splits import split_data
@@ -151,3 +153,32 @@ def test_features_equal_the_vectorisers_transform(
     assert ours.shape == theirs.shape == (5, lexical.n_features)
     np.testing.assert_allclose(ours.toarray(), theirs.toarray(), atol=1e-6)
     assert ours[2].nnz == 0 and lexical.features([]).shape == (0, lexical.n_features)
+
+
+def test_given_dev_embeddings_are_used_as_they_are(
+    weak_bundle: tuple[Bundle, object, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle, train, dev = weak_bundle
+    fresh = copy.deepcopy(bundle)
+    expected = fit_lexical(fresh, train, dev)  # type: ignore[arg-type]
+    embeddings = embed_rows(bundle, dev.texts())  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="one row per dev row"):
+        fit_lexical(bundle, train, dev, dev_embeddings=embeddings[:-1])  # type: ignore[arg-type]
+
+    def no_encoder(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the dev rows were embedded again")
+
+    monkeypatch.setattr(bundle.encoder, "embed", no_encoder)
+    report = fit_lexical(bundle, train, dev, dev_embeddings=embeddings)  # type: ignore[arg-type]
+    for head, got in report["heads"].items():
+        assert got["mix"] == pytest.approx(expected["heads"][head]["mix"], abs=1e-4)
+
+
+def test_rows_are_embedded_in_the_precision_the_bundle_trained_in(tiny_bundle: Bundle) -> None:
+    texts = ["Lampu PJU mati sejak minggu lalu", "jalan rusak", "KTP belum jadi"]
+    plain = tiny_bundle.encoder.embed(preprocess(tiny_bundle, texts))
+    np.testing.assert_array_equal(embed_rows(tiny_bundle, texts), plain)  # fp32 training
+    tiny_bundle.training["bf16"] = True
+    bf16 = embed_rows(tiny_bundle, texts)
+    assert bf16.dtype == np.float32 and not np.array_equal(bf16, plain)
+    assert np.einsum("ij,ij->i", bf16, plain).min() > 0.99

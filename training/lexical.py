@@ -37,8 +37,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from data.load import Complaints
 from model.bundle import Bundle
 from model.lexical import CHAR, WORD, LexicalHead, LexicalModel, mix
-from model.predict import predict_proba, preprocess
+from model.predict import head_probabilities, preprocess
 from training.calibration import set_decisions
+from training.embedding import embed_rows
 from training.metrics import head_metrics
 from training.splits import label_indices
 
@@ -80,14 +81,17 @@ def fit_lexical(
     config: LexicalConfig | None = None,
     *,
     target_precision: float = 0.95,
+    dev_embeddings: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Give `bundle` a lexical model fitted on `train` and a mix per head fitted on `dev`.
 
     The label columns are the bundle's head names (a routed head's labels are
     agency types, as the head learned them). Heads that are untrained, or
-    whose training rows have fewer than two labels, are left alone. Returns
-    what `bundle.training["lexical"]` records: settings, seconds, and per
-    head the dev metrics without and with the lexical model.
+    whose training rows have fewer than two labels, are left alone.
+    `dev_embeddings` are `dev`'s rows as `training.embedding.embed_rows` gives
+    them, when the caller has them already. Returns what
+    `bundle.training["lexical"]` records: settings, seconds, and per head the
+    dev metrics without and with the lexical model.
     """
     config = config or LexicalConfig()
     started = time.perf_counter()
@@ -124,7 +128,11 @@ def fit_lexical(
 
     bundle.lexical = None  # dev probabilities of the heads alone
     dev_texts = dev.texts()
-    _, alone = predict_proba(bundle, dev_texts)
+    if dev_embeddings is None:
+        dev_embeddings = embed_rows(bundle, dev_texts)
+    elif len(dev_embeddings) != len(dev_texts):
+        raise ValueError("dev_embeddings must have one row per dev row")
+    alone = head_probabilities(bundle, torch.from_numpy(dev_embeddings))
     x_dev = lexical.features(preprocess(bundle, dev_texts))
     report: dict[str, Any] = {}
     for h in heads:

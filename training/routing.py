@@ -12,14 +12,18 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 
+import numpy as np
+import torch
+
 from data.directory import Directory, label_key
 from data.load import Complaints
 from data.schema import DataError
 from model.bundle import Bundle
-from model.predict import predict_proba, preprocess, route_head
+from model.predict import head_probabilities, preprocess, route_head, with_lexical
 from model.regions import Gazetteer, RegionsError, RegionTable
 from model.routing import Exemplars, Router, scope_codes
 from training.build_directory import region_files
+from training.embedding import embed_rows
 
 
 def read_regions(paths: Sequence[str | os.PathLike[str]] | None) -> RegionTable:
@@ -78,7 +82,13 @@ def label_types(data: Complaints, head: str, directory: Directory) -> Complaints
 
 
 def attach(
-    bundle: Bundle, head: str, router: Router, train: Complaints, dev: Complaints | None = None
+    bundle: Bundle,
+    head: str,
+    router: Router,
+    train: Complaints,
+    dev: Complaints | None = None,
+    *,
+    dev_embeddings: np.ndarray | None = None,
 ) -> None:
     """Route the trained head through `router`; every type it predicts must have an office.
 
@@ -86,7 +96,8 @@ def attach(
     `label_types`): their counts per office share a type among offices the
     region cannot tell apart, and the rows become the router's exemplars
     (`add_exemplars`). `dev` (office labels too) decides whether the
-    exemplars also vote on the type.
+    exemplars also vote on the type; `dev_embeddings`, when the caller has
+    them, are its rows as `training.embedding.embed_rows` gives them.
     """
     orphan = router.types_without_offices(bundle.head_specs[head].labels)
     if orphan:
@@ -98,11 +109,15 @@ def attach(
     counts = Counter(o.id for o in offices if o is not None)
     routed = Router(router.directory, router.gazetteer, office_counts=dict(counts))
     bundle.set_router(head, routed)
-    add_exemplars(bundle, train, dev)
+    add_exemplars(bundle, train, dev, dev_embeddings=dev_embeddings)
 
 
 def add_exemplars(
-    bundle: Bundle, train: Complaints, dev: Complaints | None = None
+    bundle: Bundle,
+    train: Complaints,
+    dev: Complaints | None = None,
+    *,
+    dev_embeddings: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Embed `train`'s rows as the routed head's exemplars (`make_exemplars`); with
     `dev`, let it decide whether they vote on the type (`choose_type_votes`).
@@ -114,14 +129,19 @@ def add_exemplars(
     bundle.set_router(
         head, router.with_exemplars(make_exemplars(bundle, train, head, router.directory))
     )
-    return choose_type_votes(bundle, dev) if dev is not None else {}
+    if dev is None:
+        return {}
+    return choose_type_votes(bundle, dev, dev_embeddings=dev_embeddings)
 
 
-def choose_type_votes(bundle: Bundle, dev: Complaints) -> dict[str, float]:
+def choose_type_votes(
+    bundle: Bundle, dev: Complaints, *, dev_embeddings: np.ndarray | None = None
+) -> dict[str, float]:
     """Turn the exemplars' type votes on if they raise exact-office accuracy on `dev`.
 
     Both ways are scored on the dev rows whose label is an office of the
     directory; a tie keeps them off. The bundle's routing records both figures.
+    `dev_embeddings`: `dev`'s rows embedded by `embed_rows`, if already done.
     """
     router, head = bundle.router, bundle.routing.head
     assert router is not None and head
@@ -131,11 +151,19 @@ def choose_type_votes(bundle: Bundle, dev: Complaints) -> dict[str, float]:
     scores: dict[str, float] = {}
     if rows and router.exemplars is not None:
         texts, locations = dev.texts(), dev.locations()
-        embeddings, probs = predict_proba(bundle, [texts[i] for i in rows])
+        chosen = [texts[i] for i in rows]
+        if dev_embeddings is None:
+            embeddings = embed_rows(bundle, chosen)
+        elif len(dev_embeddings) != len(texts):
+            raise ValueError("dev_embeddings must have one row per dev row")
+        else:
+            embeddings = dev_embeddings[rows]
+        probs = head_probabilities(bundle, torch.from_numpy(embeddings))
+        probs = with_lexical(bundle, preprocess(bundle, chosen), probs)
         for key, on in (("without", False), ("with", True)):
             bundle.router = router.with_type_votes(on)
             routed = route_head(
-                bundle, probs[head], [texts[i] for i in rows], [locations[i] for i in rows],
+                bundle, probs[head], chosen, [locations[i] for i in rows],
                 top_k=1, embeddings=embeddings,
             )  # fmt: skip
             hits = [
@@ -163,5 +191,5 @@ def make_exemplars(
     ]
     if not voters:
         return None
-    vectors = bundle.encoder.embed(preprocess(bundle, [t for t, _ in voters]), batch_size=32)
+    vectors = embed_rows(bundle, [t for t, _ in voters])
     return Exemplars(vectors, tuple(o.id for _, o in voters))
