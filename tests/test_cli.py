@@ -143,7 +143,7 @@ def test_cli_predict_runs_the_serving_runtimes(
         assert run([*argv, "--out", str(out), "--runtime", runtime]) == 0
         tops[runtime] = [json.loads(line)["heads"]["topic"]["top"] for line in out.open()]
     assert sorted(
-        p.name.endswith("-int8.onnx") for p in (tmp_path / "home" / "onnx").iterdir()
+        p.name.endswith("-int8-v2.onnx") for p in (tmp_path / "home" / "onnx").iterdir()
     ) == [
         False,
         True,

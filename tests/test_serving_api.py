@@ -387,8 +387,8 @@ def test_int8_runtime_serves_close_answers_and_says_so(
         int8_out = c.post("/v1/route", json={"text": TEXT_JALAN, "top_k": 4}).json()
         info = c.get("/v1/model").json()
     assert info["encoder"]["runtime"] == "onnx-int8"
-    assert info["dedup"]["embedding_id"].endswith("|int8")
-    assert list((tmp_path / "home" / "onnx").glob("*-int8.onnx"))
+    assert info["dedup"]["embedding_id"].endswith("|int8-v2")
+    assert list((tmp_path / "home" / "onnx").glob("*-int8-v2.onnx"))
     for head in ("agency", "topic"):
         a = {x["label"]: x["score"] for x in torch_out["heads"][head]["top"]}
         b = {x["label"]: x["score"] for x in int8_out["heads"][head]["top"]}
