@@ -19,10 +19,11 @@ bench/fastpath.py reports by how much and what that does to each head's
 answers and to duplicate scoring.
 
 The residual adds, layer norms and GELU stay separate ops (`UNFUSED`): ONNX
-Runtime's fused SkipLayerNormalization CPU kernel took 1.5 of the 6.6 ms of
-one 51-token pass on this project's 2-core machine, the plain Add and
-LayerNormalization 0.55 ms. `enable_onnx(..., fuse_layer_norm=True)` makes
-the fully fused variant, which bench/fastpath.py times beside it.
+Runtime's profiler gave its fused SkipLayerNormalization CPU kernel 1.5 ms of
+a 7.6 ms pass on a 51-token text on this project's 2-core machine, and the
+plain Add and LayerNormalization ops 0.55 ms. `enable_onnx(...,
+fuse_layer_norm=True)` makes the fully fused variant, which
+bench/fastpath.py times beside it.
 """
 
 from __future__ import annotations

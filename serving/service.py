@@ -105,12 +105,11 @@ def _now() -> str:
 def freeze_heap() -> None:
     """Hide what is loaded from the cyclic garbage collector (`gc.freeze`).
 
-    A loaded bundle is long-lived objects by the hundred thousand (the
-    gazetteer, the directory, the tokenizer's and lexical model's tables:
-    488,000 for the Surabaya serving bundle). A full collection walks them all,
-    221 ms for that bundle, and no request moves meanwhile. Loading ran nine
-    of them and 600 requests none, but any one that comes later stalls every
-    request in flight. Frozen, a full
+    A loaded bundle is hundreds of thousands of long-lived objects that the
+    collector tracks (488,000 for the Surabaya serving bundle). A full
+    collection walks them all, 221 ms for that bundle, and no request moves
+    meanwhile. Loading ran nine of them and 600 requests none, but any one
+    that comes later stalls every request in flight. Frozen, a full
     collection skips them (0.0 ms); reference counting still frees them once
     they are dropped. The previous load's objects are unfrozen and collected
     first, so a reload leaves no frozen garbage of the old model behind.
