@@ -1,6 +1,7 @@
 """Accuracy benchmark: aduan's fine-tuned classifier against the TF-IDF + LinearSVC peer.
 
     python bench/accuracy.py [--sets surabaya,smsa,emot] [--epochs 3] [--max-steps N]
+                             [--config FILE]
 
 - surabaya: the Surabaya 2022 complaints, split by time: the latest 15% is the
   test slice, never seen in training; `aduan train --split time` trains on the
@@ -124,10 +125,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--config", type=Path, default=None, help="A JSON TrainConfig for `aduan train`."
+    )
     args = parser.parse_args()
     train_args: list[str] = []
     for flag, value in (("--epochs", args.epochs), ("--max-steps", args.max_steps),
-                        ("--threads", args.threads)):  # fmt: skip
+                        ("--threads", args.threads), ("--config", args.config)):  # fmt: skip
         if value is not None:
             train_args += [flag, str(value)]
     from model.paths import aduan_home
