@@ -160,7 +160,6 @@ class OnnxForward:
 
         self.variant = variant
         self.tag = VARIANTS[variant]  # names its embedding space, when not torch's
-        self.int8 = variant != "fp32"  # rounded weights: embeddings differ slightly from fp32
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
@@ -173,6 +172,11 @@ class OnnxForward:
             providers=["CPUExecutionProvider"],
             disabled_optimizers=list(UNFUSED.values()) if variant == "int8" else None,
         )
+
+    @property
+    def int8(self) -> bool:
+        """Rounded weights: embeddings differ slightly from fp32."""
+        return self.variant != "fp32"
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         feed = {

@@ -104,15 +104,24 @@ def with_lexical(
     return out
 
 
+def embedded_probabilities(
+    bundle: Bundle, clean: Sequence[str], embeddings: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Calibrated probabilities per head [n, k] of normalised texts `clean` whose
+    L2-normalised embeddings [n, dim] are known: the encoder's heads, combined with
+    the lexical model where the bundle has one."""
+    probs = head_probabilities(bundle, torch.from_numpy(embeddings))
+    return with_lexical(bundle, clean, probs)
+
+
 def predict_proba(
     bundle: Bundle, texts: Sequence[str], *, batch_size: int = 32
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """L2-normalised embeddings [n, dim] and calibrated probabilities per head [n, k]
-    (the encoder's heads, combined with the lexical model where the bundle has one)."""
+    (`embedded_probabilities`)."""
     clean = preprocess(bundle, texts)
     embeddings = bundle.encoder.embed(clean, batch_size=batch_size)
-    probs = head_probabilities(bundle, torch.from_numpy(embeddings))
-    return embeddings, with_lexical(bundle, clean, probs)
+    return embeddings, embedded_probabilities(bundle, clean, embeddings)
 
 
 def abstains(bundle: Bundle, head: str, top_prob: np.ndarray) -> np.ndarray:

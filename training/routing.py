@@ -13,13 +13,12 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from data.directory import Directory, label_key
 from data.load import Complaints
 from data.schema import DataError
 from model.bundle import Bundle
-from model.predict import head_probabilities, preprocess, route_head, with_lexical
+from model.predict import embedded_probabilities, preprocess, route_head
 from model.regions import Gazetteer, RegionsError, RegionTable
 from model.routing import Exemplars, Router, scope_codes
 from training.build_directory import region_files
@@ -158,8 +157,7 @@ def choose_type_votes(
             raise ValueError("dev_embeddings must have one row per dev row")
         else:
             embeddings = dev_embeddings[rows]
-        probs = head_probabilities(bundle, torch.from_numpy(embeddings))
-        probs = with_lexical(bundle, preprocess(bundle, chosen), probs)
+        probs = embedded_probabilities(bundle, preprocess(bundle, chosen), embeddings)
         for key, on in (("without", False), ("with", True)):
             bundle.router = router.with_type_votes(on)
             routed = route_head(
