@@ -94,6 +94,8 @@ def serve(
         access_log=False,  # the app logs each request itself, with its request id
         lifespan="on",
         timeout_graceful_shutdown=15,
+        loop="auto",  # uvloop and httptools (dependencies): faster than asyncio and h11
+        http="auto",
     )
 
 

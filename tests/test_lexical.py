@@ -147,10 +147,11 @@ def test_features_equal_the_vectorisers_transform(
     fit_lexical(bundle, train, dev)  # type: ignore[arg-type]
     lexical = bundle.lexical
     assert lexical is not None
-    texts = ["lampu mati tolong pak lampu", "ktp kk", "", "zzz qqq", "jalan rusak, banjir air!"]
+    texts = ["lampu mati tolong pak lampu", "ktp kk", "", "zzz qqq", "jalan rusak, banjir air!",
+             "Lampu  MATI\tdi Jl. a b 12 — café lampu lampu"]  # fmt: skip
     ours = lexical.features(texts)
     theirs = sp.hstack([lexical.word.transform(texts), lexical.char.transform(texts)], "csr")
-    assert ours.shape == theirs.shape == (5, lexical.n_features)
+    assert ours.shape == theirs.shape == (6, lexical.n_features)
     np.testing.assert_allclose(ours.toarray(), theirs.toarray(), atol=1e-6)
     assert ours[2].nnz == 0 and lexical.features([]).shape == (0, lexical.n_features)
 
