@@ -98,8 +98,9 @@ class LexicalModel:
         """[n, features] TF-IDF rows (each part L2-normalised) of normalised texts.
 
         The same numbers as the two vectorisers' `transform` (a test checks it),
-        computed directly: on Surabaya complaints sklearn's `transform` took
-        1.65 ms per complaint and this 0.57 ms, on every request.
+        computed directly: on 300 Surabaya complaints, one at a time, sklearn's
+        `transform` took a median 1.22 ms per complaint and this 0.44 ms (session 8),
+        on every request.
         """
         indptr, indices, values = [0], [], []
         filled = 0
