@@ -50,8 +50,9 @@ FEATURES: tuple[str, ...] = (
     "log_days",  # log(1 + days between filings); the window's middle when unknown
 )
 
-_WORD = re.compile(r"[^\W\d_]{3,}")
-_NUMBER = re.compile(r"(?<![\d.,])\d{1,4}(?![\d.,]?\d)")
+# Content words (3+ letters) and short numbers (not part of a longer number, a
+# decimal or a thousands group), found in one scan: group 1 a word, group 2 a number.
+_WORD_OR_NUMBER = re.compile(r"([^\W\d_]{3,})|((?<![\d.,])\d{1,4}(?![\d.,]?\d))")
 _ADDRESS_WORD = re.compile(r"[^\W\d_]+")
 _DIGITS = re.compile(r"\d+")
 #: Words every address has; they say nothing about which spot it is.
@@ -146,14 +147,22 @@ def _shifted(t: datetime, delta: timedelta) -> str | None:
 
 # A query is paired with every candidate, and candidates recur across queries: the
 # token sets are cached (frozen, so a caller cannot change a cached value).
-@functools.lru_cache(maxsize=2048)
-def _words(text: str) -> frozenset[str]:
-    return frozenset(w for w in _WORD.findall(text.casefold()) if w not in _STOPWORDS)
+@functools.lru_cache(maxsize=4096)
+def _words_and_numbers(text: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The content words (stopwords left out) and the short numbers (leading zeros
+    dropped) of a text."""
+    words, numbers = [], []
+    for word, number in _WORD_OR_NUMBER.findall(text.casefold()):
+        if word:
+            words.append(word)
+        else:
+            numbers.append(number.lstrip("0") or "0")
+    return frozenset(words).difference(_STOPWORDS), frozenset(numbers)
 
 
-@functools.lru_cache(maxsize=2048)
-def _numbers(text: str) -> frozenset[str]:
-    return frozenset(n.lstrip("0") or "0" for n in _NUMBER.findall(text))
+@functools.lru_cache(maxsize=4096)
+def _address_numbers(address: str) -> frozenset[str]:
+    return frozenset(_DIGITS.findall(address))
 
 
 @functools.lru_cache(maxsize=2048)
@@ -194,14 +203,16 @@ def pair_features(
         else 0.0
     )
     address_numbers = _signed_overlap(
-        set(_DIGITS.findall(a.address or "")), set(_DIGITS.findall(b.address or ""))
+        _address_numbers(a.address or ""), _address_numbers(b.address or "")
     )
     exact = bool(a.text_hash) and a.text_hash == b.text_hash
+    words_a, numbers_a = _words_and_numbers(a.text)
+    words_b, numbers_b = _words_and_numbers(b.text)
     return [
         float(cosine),
         1.0 if exact else 0.0,
-        _jaccard(_words(a.text), _words(b.text)),
-        _jaccard(_numbers(a.text), _numbers(b.text)),
+        _jaccard(words_a, words_b),
+        _jaccard(numbers_a, numbers_b),
         _agree(a.kelurahan, b.kelurahan),
         _agree(a.kecamatan, b.kecamatan),
         address,

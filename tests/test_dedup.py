@@ -62,6 +62,14 @@ def test_pair_features_read_location_time_and_numbers() -> None:
     assert same["exact"] == 1.0 and same["number_overlap"] == 1.0
 
 
+def test_words_and_numbers_skip_stopwords_long_numbers_and_decimals() -> None:
+    from model.dedup import _words_and_numbers
+
+    words, numbers = _words_and_numbers("Mohon Jalan KENANGA rt 05 RW 012, no. 1.250,5 / 123456")
+    assert words == {"jalan", "kenanga"}  # "mohon" is a stopword; "rt", "no" too short
+    assert numbers == {"5", "12"}  # leading zeros dropped; 1.250,5 and 123456 are not short
+
+
 def test_unknown_location_and_time_are_neutral() -> None:
     a, b = make_complaint("jalan rusak"), make_complaint("jalan berlubang")
     f = dict(zip(FEATURES, pair_features(a, b, 0.5, window_days=40), strict=True))
