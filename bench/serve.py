@@ -28,7 +28,9 @@
    runtime.
 4. Starts `aduan serve` (subprocess) once per `--runtimes` entry
    (`ADUAN_RUNTIME`: onnx-int8, onnx, torch; torch-bf16 is torch with
-   `ADUAN_BF16=true`), each on its own copy of the index, and drives
+   `ADUAN_BF16=true`; onnx-int8-h11 is onnx-int8 on uvicorn's pure-Python
+   asyncio loop and h11 parser instead of uvloop and httptools), each on its
+   own copy of the index, and drives
    `POST /v1/route` with `wrk` and a Lua script that cycles through the query
    texts, at each concurrency level, after a short warm-up; with `--repeat N`
    each level runs N times on every server, interleaved, and the table gives
@@ -79,7 +81,20 @@ RUNTIMES = {
     "onnx": {"ADUAN_RUNTIME": "onnx"},
     "torch": {"ADUAN_RUNTIME": "torch", "ADUAN_BF16": "false"},
     "torch-bf16": {"ADUAN_RUNTIME": "torch", "ADUAN_BF16": "true"},
+    # The default runtime on uvicorn's pure-Python stack (asyncio loop, h11 parser),
+    # to compare with the uvloop + httptools that `aduan serve` runs on.
+    "onnx-int8-h11": {"ADUAN_RUNTIME": "onnx-int8"},
 }
+#: Runtimes served through `PLAIN_STACK` instead of the `aduan` command.
+PLAIN_STACK_RUNTIMES = {"onnx-int8-h11"}
+PLAIN_STACK = """
+import functools, sys
+import uvicorn
+uvicorn.run = functools.partial(uvicorn.run, loop="asyncio", http="h11")
+from cli.main import main
+sys.argv[0] = "aduan"
+main()
+"""
 WRK = "wrk"
 
 LUA = r"""
@@ -496,14 +511,15 @@ def main() -> None:
     steps: dict[str, dict[str, float]] = {}
     for runtime in args.runtimes:
         served = copy.copy(bundle)
-        if runtime.startswith("onnx"):  # the server reuses this export from $ADUAN_HOME/onnx
+        kind = RUNTIMES[runtime]["ADUAN_RUNTIME"]
+        if kind.startswith("onnx"):  # the server reuses this export from $ADUAN_HOME/onnx
             served.encoder = copy.deepcopy(bundle.encoder)
-            enable_onnx(served, threads=args.threads, int8=runtime == "onnx-int8")
+            enable_onnx(served, threads=args.threads, int8=kind == "onnx-int8")
         finder = DuplicateFinder(served)
         indexes[runtime], info = open_or_build_index(args, finder, seeds)
         index_info.setdefault(finder.embedding_id, info)
         print(f"{runtime} index: {info}", flush=True)
-        if runtime.startswith("onnx"):
+        if kind.startswith("onnx") and runtime not in PLAIN_STACK_RUNTIMES:
             steps[runtime] = breakdown(served, finder, indexes[runtime], queries[:110])
             print(f"{runtime} single request, median ms: {steps[runtime]}", flush=True)
     max_length = bundle.encoder.max_length
@@ -530,7 +546,11 @@ def main() -> None:
             copied = Path(tmp) / f"index-{runtime}"
             shutil.copytree(indexes[runtime], copied, ignore=shutil.ignore_patterns("index.lock"))
             port = free_port()
-            cmd = [str(BIN / "aduan"), "serve", "--model", str(model), "--index", str(copied),
+            launcher = [str(BIN / "aduan")]
+            if runtime in PLAIN_STACK_RUNTIMES:
+                (Path(tmp) / "plain_stack.py").write_text(PLAIN_STACK, encoding="utf-8")
+                launcher = [sys.executable, str(Path(tmp) / "plain_stack.py")]
+            cmd = [*launcher, "serve", "--model", str(model), "--index", str(copied),
                    "--port", str(port)]  # fmt: skip
             servers.append(Server(f"aduan-{runtime}", cmd, {**env, **RUNTIMES[runtime]}, port,
                                   Path(tmp) / f"{runtime}.log"))  # fmt: skip
@@ -553,12 +573,12 @@ def main() -> None:
           f"{runs}, "
           f"index {args.index_size} complaints, torch threads {args.threads}, "
           f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f})")  # fmt: skip
-    header = f"{'server':<11}{'conc.':>6}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+    header = f"{'server':<20}{'conc.':>6}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
     print(header + f"{'errors':>8}{'batch':>7}")
     for name, res in results.items():
         for row in res["levels"]:
             batch = row.get("mean_batch")
-            print(f"{name:<11}{row['concurrency']:>6}{row['req_per_s']:>9.1f}{row['p50_ms']:>9.1f}"
+            print(f"{name:<20}{row['concurrency']:>6}{row['req_per_s']:>9.1f}{row['p50_ms']:>9.1f}"
                   f"{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{row['errors']:>8}"
                   f"{'' if batch is None else batch:>7}")  # fmt: skip
     for name, res in results.items():
