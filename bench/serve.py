@@ -24,8 +24,9 @@
    `--rebuild-index`.
 3. Times one request step by step in process (tokenise, encoder forward,
    heads, second encoder pass if the bundle needs one, index search + pair
-   scoring), medians over 100 query texts after 10 warm-up ones, for each ONNX
-   runtime.
+   scoring, the whole `predict`; with a lexical companion also its n-gram
+   features, next to sklearn's `transform` of the same text), medians over
+   100 query texts after 10 warm-up ones, for each ONNX runtime.
 4. Starts `aduan serve` (subprocess) once per `--runtimes` entry
    (`ADUAN_RUNTIME`: onnx-int8, onnx, torch; torch-bf16 is torch with
    `ADUAN_BF16=true`; onnx-int8-h11 is onnx-int8 on uvicorn's pure-Python
@@ -301,9 +302,11 @@ def breakdown(
     index = open_index(index_path, dim=finder.dim, embedding_id=finder.embedding_id)
     threads = torch.get_num_threads()
     torch.set_num_threads(torch_threads(bundle, threads))  # as the server's model worker
-    steps: dict[str, list[float]] = {
-        k: [] for k in ("tokenise", "encode", "heads", "dedup_embed", "index", "predict_total")
-    }
+    keys = ["tokenise", "encode", "heads", "dedup_embed", "index", "predict_total"]
+    lexical = bundle.lexical
+    if lexical is not None:  # its n-gram features, and sklearn's transform as the peer
+        keys += ["lexical_features", "lexical_features_sklearn"]
+    steps: dict[str, list[float]] = {k: [] for k in keys}
     try:
         for n, query in enumerate(queries):
             text = query["text"]
@@ -323,9 +326,14 @@ def breakdown(
             t5 = time.perf_counter()
             predict(bundle, [text], top_k=3)
             t6 = time.perf_counter()
+            times = [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5]
+            if lexical is not None:
+                lexical.features(clean)
+                t7 = time.perf_counter()
+                lexical.word.transform(clean), lexical.char.transform(clean)
+                times += [t7 - t6, time.perf_counter() - t7]
             if n < 10:
                 continue
-            times = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)
             for key, dt in zip(steps, times, strict=True):
                 steps[key].append(dt * 1000)
     finally:
