@@ -105,8 +105,8 @@ class LexicalModel:
         filled = 0
         for text in texts:
             for analyze, vocabulary, idf, offset in self._parts:
-                # Counted and looked up by C loops (Counter, map): a Python loop over
-                # the ~1,000 n-grams of a complaint cost twice as much.
+                # Counted and looked up by C loops (Counter, map), not a Python loop
+                # over the ~1,000 n-grams of a complaint.
                 counts = Counter(analyze(text))
                 found = map(vocabulary.get, counts.keys(), repeat(-1))
                 cols = np.fromiter(found, np.int64, len(counts))
