@@ -84,3 +84,29 @@ def test_embedding_is_deterministic_and_keeps_the_training_mode(tiny_bundle: Bun
         assert encoder.training and encoder.bert.training  # back in training mode
     finally:
         encoder.eval()
+
+
+def test_tokenize_gives_the_ids_of_the_transformers_tokenizer(tiny_bundle: Bundle) -> None:
+    encoder = tiny_bundle.encoder
+    encoder.max_length = 12  # so that the long text below is truncated
+    assert encoder._rust_tokenizer() is not None  # the direct path is the one tested
+    texts = ["jalan rusak", "lampu mati di jalan kelurahan ketintang sudah seminggu " * 3, "", "kk"]
+    for prompt in (None, "passage: "):
+        # the wrapper shares the Rust core and leaves its own options on it
+        encoder.tokenizer(texts, padding="max_length", max_length=20, truncation=True)
+        ours = encoder.tokenize(texts, prompt=prompt)
+        theirs = encoder.tokenizer(
+            [(encoder.prompt if prompt is None else prompt) + t for t in texts],
+            padding=True,
+            truncation=True,
+            max_length=12,
+            return_tensors="pt",
+        )
+        assert set(ours) == {"input_ids", "attention_mask"}
+        assert ours["input_ids"].shape[1] == 12  # truncated, and the others padded to it
+        for key in ours:
+            assert ours[key].dtype == torch.int64
+            assert torch.equal(ours[key], theirs[key]), key
+    encoder.max_length = 5  # a changed max length is followed
+    assert encoder.tokenize(texts)["input_ids"].shape == (4, 5)
+    assert encoder.tokenize([])["input_ids"].shape == (0, 0)

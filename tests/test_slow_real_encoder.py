@@ -133,3 +133,26 @@ def test_real_encoder_dedup_calibrate_on_the_labelled_surabaya_pairs(tmp_path: P
     # well above always answering "duplicate" (F1 = 2p/(1+p) for p the share of duplicates)
     share = spec.metrics["cross_validated"]["positives"] / spec.metrics["pairs"]
     assert spec.metrics["cross_validated"]["f1"] > 2 * share / (1 + share) + 0.1
+
+
+def test_real_tokenizer_called_directly_gives_the_transformers_ids() -> None:
+    import torch
+
+    from data.load import load_complaints
+    from model.encoder import ensure_encoder
+    from model.network import TextEncoder
+
+    encoder = TextEncoder.load(ensure_encoder(), prompt="query: ", max_length=32)
+    samples = Path(__file__).resolve().parent.parent / "data" / "samples" / "complaints.jsonl"
+    texts = load_complaints(samples).texts()[:64]
+    ours = encoder.tokenize(texts)
+    theirs = encoder.tokenizer(
+        ["query: " + t for t in texts],
+        padding=True,
+        truncation=True,
+        max_length=32,
+        return_tensors="pt",
+    )
+    assert ours["input_ids"].shape == (len(texts), 32)  # some samples are truncated
+    for key in ("input_ids", "attention_mask"):
+        assert torch.equal(ours[key], theirs[key]), key
