@@ -70,8 +70,7 @@ class TextEncoder(nn.Module):
         `prompt` is given), truncated to `max_length` and padded to the longest text.
 
         A fast (Rust) tokenizer is called directly, without `transformers`' wrapper
-        around it, which costs more than the tokenisation itself on one short text
-        (this runs on every request); a test checks both give the same ids.
+        around it (this runs on every request); a test checks both give the same ids.
         """
         prefix = self.prompt if prompt is None else prompt
         prompted = [prefix + t for t in texts]
