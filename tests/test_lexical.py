@@ -183,3 +183,16 @@ def test_rows_are_embedded_in_the_precision_the_bundle_trained_in(tiny_bundle: B
     bf16 = embed_rows(tiny_bundle, texts)
     assert bf16.dtype == np.float32 and not np.array_equal(bf16, plain)
     assert np.einsum("ij,ij->i", bf16, plain).min() > 0.99
+
+
+def test_given_rows_are_taken_by_index_and_checked(tiny_bundle: Bundle) -> None:
+    from training.embedding import rows_embedded
+
+    texts = ["Lampu PJU mati sejak minggu lalu", "jalan rusak", "KTP belum jadi"]
+    given = embed_rows(tiny_bundle, texts)
+    np.testing.assert_array_equal(rows_embedded(tiny_bundle, texts, given, [2, 0]), given[[2, 0]])
+    np.testing.assert_allclose(
+        rows_embedded(tiny_bundle, texts, None, [2, 0]), given[[2, 0]], atol=1e-6
+    )
+    with pytest.raises(ValueError, match="one row per dev row"):
+        rows_embedded(tiny_bundle, texts, given[:2], [0])

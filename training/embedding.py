@@ -32,3 +32,18 @@ def embed_rows(bundle: Bundle, texts: Sequence[str], batch_size: int = 32) -> np
     says), in the precision the bundle was fine-tuned in."""
     with training_precision(bundle), torch.inference_mode():
         return bundle.encoder.embed(preprocess(bundle, texts), batch_size=batch_size)
+
+
+def rows_embedded(
+    bundle: Bundle,
+    texts: Sequence[str],
+    given: np.ndarray | None = None,
+    rows: Sequence[int] | None = None,
+) -> np.ndarray:
+    """`embed_rows` of `texts` (or of `texts[rows]` only): `given` when the caller has
+    embedded every one of `texts` already, else embedded now."""
+    if given is None:
+        return embed_rows(bundle, texts if rows is None else [texts[i] for i in rows])
+    if len(given) != len(texts):
+        raise ValueError("dev_embeddings must have one row per dev row")
+    return given if rows is None else given[list(rows)]

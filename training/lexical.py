@@ -39,7 +39,7 @@ from model.bundle import Bundle
 from model.lexical import CHAR, WORD, LexicalHead, LexicalModel, mix
 from model.predict import head_probabilities, preprocess
 from training.calibration import set_decisions
-from training.embedding import embed_rows
+from training.embedding import rows_embedded
 from training.metrics import head_metrics
 from training.splits import label_indices
 
@@ -128,11 +128,8 @@ def fit_lexical(
 
     bundle.lexical = None  # dev probabilities of the heads alone
     dev_texts = dev.texts()
-    if dev_embeddings is None:
-        dev_embeddings = embed_rows(bundle, dev_texts)
-    elif len(dev_embeddings) != len(dev_texts):
-        raise ValueError("dev_embeddings must have one row per dev row")
-    alone = head_probabilities(bundle, torch.from_numpy(dev_embeddings))
+    embeddings = rows_embedded(bundle, dev_texts, dev_embeddings)
+    alone = head_probabilities(bundle, torch.from_numpy(embeddings))
     x_dev = lexical.features(preprocess(bundle, dev_texts))
     report: dict[str, Any] = {}
     for h in heads:

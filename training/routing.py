@@ -22,7 +22,7 @@ from model.predict import embedded_probabilities, preprocess, route_head
 from model.regions import Gazetteer, RegionsError, RegionTable
 from model.routing import Exemplars, Router, scope_codes
 from training.build_directory import region_files
-from training.embedding import embed_rows
+from training.embedding import embed_rows, rows_embedded
 
 
 def read_regions(paths: Sequence[str | os.PathLike[str]] | None) -> RegionTable:
@@ -151,12 +151,7 @@ def choose_type_votes(
     if rows and router.exemplars is not None:
         texts, locations = dev.texts(), dev.locations()
         chosen = [texts[i] for i in rows]
-        if dev_embeddings is None:
-            embeddings = embed_rows(bundle, chosen)
-        elif len(dev_embeddings) != len(texts):
-            raise ValueError("dev_embeddings must have one row per dev row")
-        else:
-            embeddings = dev_embeddings[rows]
+        embeddings = rows_embedded(bundle, texts, dev_embeddings, rows)
         probs = embedded_probabilities(bundle, preprocess(bundle, chosen), embeddings)
         for key, on in (("without", False), ("with", True)):
             bundle.router = router.with_type_votes(on)
