@@ -241,6 +241,41 @@ def filters(meta: dict[str, np.ndarray]) -> dict[str, tuple[Any, np.ndarray]]:
     }
 
 
+def crossover(folder: Path, dim: int, xq: np.ndarray, args: argparse.Namespace) -> list[Any]:
+    """Where exact scoring of a filter's rows stops beating faiss with a bitmap: one
+    kecamatan from June 1 to the 28th of each later month (2,400-18,000 rows at 1M), each
+    searched with `brute_force_max` 0 (faiss) and 10^9 (exact), the two alternating."""
+    from model.index import SearchFilter, open_index
+
+    windows = {
+        month: SearchFilter(
+            since="2022-06-01", until=f"2022-{month:02d}-28", region_code="35.78.05"
+        )
+        for month in range(6, 13)
+    }
+    times: dict[tuple[int, str], list[float]] = {}
+    passing: dict[int, int] = {}
+    for _ in range(2):
+        for path, bfm in (("faiss", 0), ("exact", 10**9)):
+            opts = {**args.options, "brute_force_max": bfm}
+            with open_index(folder, dim=dim, embedding_id="bench:e5-small", **opts) as idx:
+                for month, flt in windows.items():
+                    for i in range(min(len(xq), args.filter_queries)):
+                        t0 = time.perf_counter()
+                        idx.search(xq[i : i + 1], 10, flt)
+                        times.setdefault((month, path), []).append(time.perf_counter() - t0)
+                    passing[month] = len(idx.search(xq[:1], 10**7, flt)[0])
+    return [
+        {
+            "until": f"2022-{month:02d}-28",
+            "passing": passing[month],
+            "faiss_ms": ms_percentiles(times[(month, "faiss")]),
+            "exact_ms": ms_percentiles(times[(month, "exact")]),
+        }
+        for month in windows
+    ]
+
+
 def flat_vs_ivf_sweep(gen: Generator, sizes: list[int], n_queries: int) -> list[dict[str, Any]]:
     """Raw faiss, 1 thread: exact flat single-query latency against IVF (auto nlist,
     the smallest power-of-two nprobe with recall@10 >= 0.99) at small sizes: where
@@ -381,6 +416,8 @@ def bench_size(n: int, gen: Generator, args: argparse.Namespace) -> dict[str, An
     res["open_from"] = idx.stats()["loaded_from"]
     assert len(idx) == n and idx.search(xq[:1], k)[0]
     idx.close()
+    if args.crossover:
+        res["crossover"] = crossover(folder, xb.shape[1], xq, args)
     # what a kill before any snapshot costs: rebuild the (flat) cache from SQLite
     (folder / "snapshot.json").unlink()
     t0 = time.perf_counter()
@@ -425,6 +462,19 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"{r['n']:>9} {name:<15} {f['passing']:>8} {f['recall@10']:>9} "
                 f"{f['ms'][0]:>7} {f['ms'][1]:>7} {f['violations']:>10}"
             )
+    crossed = [(r["n"], c) for r in results for c in r.get("crossover", [])]
+    if crossed:
+        lines.append("")
+        lines.append(
+            f"{'n':>9} {'kecamatan from June 1 to':<24} {'passing':>8} "
+            f"{'faiss p50/p99 ms':>17} {'exact p50/p99 ms':>17}"
+        )
+        for n, c in crossed:
+            lines.append(
+                f"{n:>9} {c['until']:<24} {c['passing']:>8} "
+                f"{c['faiss_ms'][0]:>8}/{c['faiss_ms'][1]:<8} "
+                f"{c['exact_ms'][0]:>8}/{c['exact_ms'][1]:<8}"
+            )
     return "\n".join(lines)
 
 
@@ -438,6 +488,11 @@ def main() -> None:
     parser.add_argument("--sweep", default="", help="sizes for the raw flat-vs-IVF sweep")
     parser.add_argument("--option", action="append", default=[], help="index option k=v")
     parser.add_argument("--keep", action="store_true", help="keep the index folders")
+    parser.add_argument(
+        "--crossover",
+        action="store_true",
+        help="also time exact scoring against faiss for filters of 2,400-18,000 rows",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.options = {}

@@ -33,8 +33,10 @@ against, so another backend (PostgreSQL + pgvector) can be added later.
 - **Filters** are applied exactly: a copy of the filter columns is kept in
   numpy arrays indexed by rowid (saved with the snapshot) and every filter is
   a boolean mask over it. When few rows pass (`brute_force_max`), their
-  vectors are scored exactly; otherwise faiss searches with an
-  `IDSelectorBitmap` of the mask, widening `nprobe` until k hits are found
+  vectors are scored exactly (an IVF cache keeps 8-bit codes of the vectors
+  by rowid for this, saved with the snapshot: the best candidates by the
+  codes are scored again in full precision); otherwise faiss searches with
+  an `IDSelectorBitmap` of the mask, widening `nprobe` until k hits are found
   (or all lists were scanned), so k hits come back whenever k rows match.
 - **IVF** (`nlist` ~ 4·sqrt(n), spherical k-means) is trained in a background
   thread from a consistent SQLite read snapshot while the old index keeps
@@ -88,7 +90,7 @@ log = logging.getLogger("aduan.index")
 FORMAT = "aduan-complaint-index"
 SCHEMA_VERSION = 1
 SNAPSHOT_FORMAT = "aduan-complaint-index-snapshot"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: IVF snapshots carry the 8-bit row codes
 DB_FILE = "index.sqlite3"
 LOCK_FILE = "index.lock"
 SNAPSHOT_FILE = "snapshot.json"
@@ -230,12 +232,13 @@ class IndexOptions:
     retrain_growth: float = 4.0  # retrain IVF when n reaches this multiple of its training n
     train_points_per_list: int = 40  # k-means sample size per list (faiss warns under 39)
     #: A filter passing at most this many rows is answered by exact scoring of those
-    #: rows; past it, by faiss search with a bitmap of the rows passing. Measured at 1M
-    #: vectors (IVF, nlist 2,048, 1 thread): reconstructing the rows' vectors costs
-    #: 0.15 us/row on an idle core and up to ~2 us/row on a busy one (2,637 rows: 5 ms),
-    #: about what a bitmap scan of most lists costs for so selective a filter (6,418
-    #: rows, 1,250 lists probed: 5.8 ms); at 100k vectors both stay under ~1 ms.
-    brute_force_max: int = 4096
+    #: rows (through their 8-bit codes, `_RowCodes`, in an IVF cache); past it, by faiss
+    #: search with a bitmap of the rows passing, which probes more lists the fewer rows
+    #: pass. `python bench/index.py --sizes 1000000 --crossover` times both for one
+    #: kecamatan over growing date ranges: at 1M vectors (IVF, nlist 2,048, 1 thread)
+    #: exact scoring had the lower p99 up to 10,545 rows and the lower p50 up to 13,204
+    #: (docs/benchmarks.md, session 9); at 100k both stay under ~1 ms.
+    brute_force_max: int = 10_000
     background: bool = True  # build IVF in a background thread (False: inside add/open)
     snapshot: bool = True  # save the faiss cache on close/checkpoint/after an IVF build
     verify_snapshot: bool = True  # check the snapshot's CRC32 when loading it
@@ -445,14 +448,6 @@ class _Columns:
             inside = rowids < self.capacity
             sel = np.where(inside, rowids, 0)
             m = self.live[sel] & inside
-        if f.since_us is not None or f.until_us is not None:
-            ts = self.ts[sel]
-            if f.since_us is not None:  # also excludes _NO_TIME (the smallest int64)
-                m &= ts >= f.since_us
-            else:
-                m &= ts != _NO_TIME
-            if f.until_us is not None:
-                m &= ts <= f.until_us
         if f.region:
             depth = f.region.count(".") + 1
             if depth <= _REGION_LEVELS:
@@ -473,6 +468,18 @@ class _Columns:
                     m[:] = False
                 else:
                     m &= self.codes[place][sel] == code
+        if f.since_us is not None or f.until_us is not None:
+            # Last, and after a place condition only over the rows still passing (a
+            # kecamatan passes ~3% of the rows; a timestamp is 8 bytes a row).
+            at = np.flatnonzero(m) if (f.region or f.city or f.kecamatan or f.kelurahan) else None
+            ts = self.ts[sel] if at is None else self.ts[sel][at]
+            ok = ts != _NO_TIME if f.since_us is None else ts >= f.since_us  # >=: not _NO_TIME
+            if f.until_us is not None:
+                ok &= ts <= f.until_us
+            if at is None:
+                m &= ok
+            else:
+                m[at] = ok
         return m
 
     # -------------------------------------------------------------- persistence
@@ -784,6 +791,89 @@ def _calibrate(
     return nprobe, boost, {"nprobe": curve, "filter": boosts}
 
 
+class _RowCodes:
+    """8-bit scalar-quantised copies of the vectors, indexed by rowid (IVF caches only).
+
+    Exact scoring of the few rows a selective filter passes needs their vectors;
+    faiss's IVF reconstructs each through a hash-table lookup and a random read.
+    Here the rows' codes are one gather from a contiguous array and a SIMD decode,
+    and each query's best candidates by the decoded vectors are then scored again
+    in full precision (`FaissSqliteIndex._exact`). A quarter of the float32
+    vectors' memory (366 MiB at 1M 384-dim vectors).
+    """
+
+    #: Widen each dimension's trained min..max range by this share on both sides, so
+    #: vectors added after training rarely fall outside it (those are clipped).
+    RANGE_MARGIN = 0.05
+    CHUNK = 8192  # rows decoded at a time (bounds the float32 copy: 12 MiB at 384 dims)
+
+    def __init__(self, sq: Any, codes: np.ndarray) -> None:
+        self.sq = sq
+        self.codes = codes
+
+    @classmethod
+    def train(cls, sample: np.ndarray, capacity: int) -> _RowCodes:
+        """A quantiser with per-dimension ranges fitted on `sample` (n, dim) float32."""
+        dim = sample.shape[1]
+        sq = faiss.ScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit)
+        sq.rangestat = faiss.ScalarQuantizer.RS_minmax
+        sq.rangestat_arg = cls.RANGE_MARGIN
+        sq.train(np.ascontiguousarray(sample, dtype=np.float32))
+        return cls(sq, np.zeros((capacity, sq.code_size), dtype=np.uint8))
+
+    def nbytes(self) -> int:
+        return int(self.codes.nbytes)
+
+    def set_rows(self, rowids: np.ndarray, vectors: np.ndarray) -> None:
+        """Store the codes of `vectors` at `rowids` (growing the array as needed)."""
+        rid = np.asarray(rowids, dtype=np.int64)
+        if not len(rid):
+            return
+        needed = int(rid.max()) + 1
+        if needed > len(self.codes):
+            new = max(needed, 2 * len(self.codes), 1024)
+            grown = np.zeros((new, self.codes.shape[1]), dtype=np.uint8)
+            grown[: len(self.codes)] = self.codes
+            self.codes = grown
+        self.codes[rid] = self.sq.compute_codes(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def candidates(self, queries: np.ndarray, rowids: np.ndarray, m: int) -> np.ndarray:
+        """Per query, the (at most) m rowids among `rowids` with the highest inner product
+        by the decoded vectors; rows padded with -1."""
+        m = min(m, len(rowids))
+        scores: list[np.ndarray] = []
+        found: list[np.ndarray] = []
+        for lo in range(0, len(rowids), self.CHUNK):
+            part = rowids[lo : lo + self.CHUNK]
+            vecs = self.sq.decode(np.take(self.codes, part, axis=0))
+            s, pos = faiss.knn(queries, vecs, min(m, len(part)), metric=faiss.METRIC_INNER_PRODUCT)
+            scores.append(s)
+            found.append(np.where(pos >= 0, part[np.maximum(pos, 0)], -1))
+        s, r = np.concatenate(scores, axis=1), np.concatenate(found, axis=1)
+        if s.shape[1] > m:
+            top = np.argpartition(-s, m - 1, axis=1)[:, :m]
+            r = np.take_along_axis(r, top, 1)
+        return r
+
+    def to_bytes(self, capacity: int) -> bytes:
+        buf = io.BytesIO()
+        trained = faiss.vector_to_array(self.sq.trained)
+        np.savez(buf, trained=trained, codes=self.codes[:capacity])
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, dim: int) -> _RowCodes:
+        """Raises ValueError (or KeyError/OSError) when the data is not saved _RowCodes."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            trained = np.ascontiguousarray(z["trained"], dtype=np.float32)
+            codes = np.ascontiguousarray(z["codes"], dtype=np.uint8)
+        sq = faiss.ScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit)
+        if trained.shape != (2 * dim,) or codes.ndim != 2 or codes.shape[1] != sq.code_size:
+            raise ValueError("row codes of the wrong shape")
+        faiss.copy_array_to_vector(trained, sq.trained)
+        return cls(sq, codes)
+
+
 @dataclass
 class _Cache:
     """A faiss index and the filter columns, both reflecting SQLite at change `seq`."""
@@ -795,6 +885,7 @@ class _Cache:
     filter_boost: float = 1.0  # IVF only: a filter passing share p probes nprobe*boost/p
     trained_size: int = 0  # IVF only: rows when it was trained
     build: dict[str, Any] = field(default_factory=dict)  # how it was built (timings, calibration)
+    codes: _RowCodes | None = None  # IVF only: 8-bit copies for exact filtered scoring
 
     @property
     def kind(self) -> str:
@@ -823,6 +914,7 @@ def _build(
         rowids = _ids(conn, "SELECT row_id FROM complaints INDEXED BY complaints_seq")
         n = len(rowids)
         exact: _TopK | None = None
+        codes: _RowCodes | None = None
         self_ids = rowids[:0]
         if kind == "ivf":
             rng = np.random.default_rng(opts.seed)
@@ -830,7 +922,9 @@ def _build(
             index = _new_ivf(dim, nlist, opts.seed)
             sample = np.sort(rng.choice(rowids, min(n, nlist * opts.train_points_per_list), False))
             t0 = time.perf_counter()
-            index.train(_fetch_vectors(conn, sample, dim, where))
+            train_x = _fetch_vectors(conn, sample, dim, where)
+            index.train(train_x)
+            codes = _RowCodes.train(train_x, int(rowids.max()) + 1)
             info.update(nlist=nlist, train_points=len(sample), train_s=time.perf_counter() - t0)
             index.set_direct_map_type(faiss.DirectMap.Hashtable)
             if opts.nprobe is None:
@@ -844,11 +938,13 @@ def _build(
                 raise _Cancelled
             index.add_with_ids(vecs, ids)
             columns.set_rows(ids, cols)
+            if codes is not None:
+                codes.set_rows(ids, vecs)
             if exact is not None:
                 exact.update(ids, vecs)
     finally:
         conn.execute("COMMIT")
-    cache = _Cache(index, columns, seq, trained_size=n if kind == "ivf" else 0)
+    cache = _Cache(index, columns, seq, trained_size=n if kind == "ivf" else 0, codes=codes)
     if kind == "ivf":
         if exact is not None:
             cache.nprobe, cache.filter_boost, info["calibration"] = _calibrate(
@@ -887,6 +983,8 @@ def _catch_up(cache: _Cache, conn: sqlite3.Connection, dim: int, where: Path) ->
         for ids, vecs, cols in _stream(conn, dim, where, rowids=changed):
             cache.index.add_with_ids(vecs, ids)
             cache.columns.set_rows(ids, cols)
+            if cache.codes is not None:
+                cache.codes.set_rows(ids, vecs)
         cache.seq = seq
         return len(removed) + len(changed)
     finally:
@@ -945,6 +1043,16 @@ def write_snapshot(folder: Path, cache: _Cache, info: dict[str, Any]) -> dict[st
     columns_size, columns_crc = _write_durably(
         folder / columns_name, _write_bytes(cache.columns.to_bytes())
     )
+    files = {
+        "faiss": {"name": faiss_name, "size": faiss_size, "crc32": faiss_crc},
+        "columns": {"name": columns_name, "size": columns_size, "crc32": columns_crc},
+    }
+    if cache.codes is not None:
+        codes_name = stem + ".codes.npz"
+        codes_size, codes_crc = _write_durably(
+            folder / codes_name, _write_bytes(cache.codes.to_bytes(cache.columns.capacity))
+        )
+        files["codes"] = {"name": codes_name, "size": codes_size, "crc32": codes_crc}
     meta = {
         "format": SNAPSHOT_FORMAT,
         "version": SNAPSHOT_VERSION,
@@ -958,15 +1066,12 @@ def write_snapshot(folder: Path, cache: _Cache, info: dict[str, Any]) -> dict[st
         "trained_size": cache.trained_size,
         "build": cache.build,
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "files": {
-            "faiss": {"name": faiss_name, "size": faiss_size, "crc32": faiss_crc},
-            "columns": {"name": columns_name, "size": columns_size, "crc32": columns_crc},
-        },
+        "files": files,
     }
     _write_durably(folder / SNAPSHOT_FILE, _write_bytes(json.dumps(meta, indent=1).encode()))
     fsync_dir(folder)
     for old in folder.glob("snapshot-*"):
-        if old.name not in (faiss_name, columns_name):
+        if old.name not in {f["name"] for f in files.values()}:
             old.unlink(missing_ok=True)
     return meta
 
@@ -1044,6 +1149,12 @@ def read_snapshot(folder: Path, *, db_uuid: str, dim: int, verify: bool = True) 
         index.nprobe = cache.nprobe
         if index.direct_map.type != faiss.DirectMap.Hashtable:
             raise _SnapshotUnusable("the snapshot's IVF index has no hash-table direct map")
+        cache.codes = _read_checked(
+            folder, files.get("codes"), verify, lambda source: _RowCodes.from_bytes(source(-1), dim)
+        )
+        live = np.flatnonzero(columns.live)
+        if len(live) and live[-1] >= len(cache.codes.codes):
+            raise _SnapshotUnusable("the snapshot's row codes do not cover its rows")
     return cache
 
 
@@ -1456,6 +1567,8 @@ class FaissSqliteIndex:
             _remove_ids(self._cache.index, rowids[: len(changed)])
             self._cache.index.add_with_ids(vecs[order], rowids)
             self._cache.columns.set_rows(rowids, [rows[i][1] for i in order])
+            if self._cache.codes is not None:
+                self._cache.codes.set_rows(rowids, vecs[order])
             self._cache.seq = seq
         self._maybe_rebuild()
         return result
@@ -1604,15 +1717,38 @@ class FaissSqliteIndex:
             out.append(hits[:k])
         return out
 
+    _RERANK_MIN = 40  # rows re-scored in full precision per query (at least 4k)
+
     def _exact(
         self, queries: np.ndarray, k: int, rowids: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k over the given rowids (vectors reconstructed from faiss).
+        """Exact top-k over the given rowids.
 
-        Scored by faiss's brute-force kernel, not numpy: a multi-threaded BLAS call
-        for one query took 12 ms instead of 0.1 ms on a busy 2-core machine.
+        A flat cache reconstructs the rows' vectors from faiss. An IVF cache first
+        picks each query's best max(4k, _RERANK_MIN) rows by their 8-bit codes
+        (`_RowCodes`; each dimension in steps of 1/255 of its range), then scores
+        those in full precision: the top k is the exact one unless the codes' error
+        pushed one of them below 4k others (bench/index.py's filtered recall@10
+        checks it). Scored by faiss's brute-force kernel, not numpy: a multi-threaded
+        BLAS call for one query took 12 ms instead of 0.1 ms on a busy 2-core machine.
         """
-        vecs = self._cache.index.reconstruct_batch(rowids)
+        index, codes = self._cache.index, self._cache.codes
+        if codes is not None and len(rowids) > k:
+            rowids = codes.candidates(queries, rowids, max(4 * k, self._RERANK_MIN))
+            scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+            out = np.full((len(queries), k), -1, dtype=np.int64)
+            for i, cand in enumerate(rowids):
+                cand = cand[cand >= 0]
+                s, pos = faiss.knn(
+                    queries[i : i + 1],
+                    index.reconstruct_batch(cand),
+                    min(k, len(cand)),
+                    metric=faiss.METRIC_INNER_PRODUCT,
+                )
+                scores[i, : s.shape[1]] = s[0]
+                out[i, : s.shape[1]] = cand[pos[0]]
+            return scores, out
+        vecs = index.reconstruct_batch(rowids)
         scores, pos = faiss.knn(
             queries, vecs, min(k, len(rowids)), metric=faiss.METRIC_INNER_PRODUCT
         )
@@ -1740,6 +1876,7 @@ class FaissSqliteIndex:
                 "last_build": cache.build,
                 "faiss_bytes_estimate": vector_bytes,
                 "columns_bytes": cache.columns.nbytes(),
+                "codes_bytes": 0 if cache.codes is None else cache.codes.nbytes(),
                 "db_bytes": sum(v for k, v in files.items() if k.startswith(DB_FILE)),
                 "snapshot_bytes": sum(v for k, v in files.items() if k.startswith("snapshot")),
                 "closed": self._closed,

@@ -14,10 +14,12 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from model import index as index_module
 from model.index import (
     DB_FILE,
     SNAPSHOT_FILE,
@@ -301,8 +303,10 @@ def test_place_names_match_ignoring_case_and_spaces(tmp_path: Path) -> None:
         {"brute_force_max": 10_000},  # exact scoring of the passing rows
         {"brute_force_max": 0},  # faiss with an IDSelectorBitmap
         {"brute_force_max": 0, "ivf_threshold": 100, "background": False, "nprobe": 1},
+        # exact scoring through the IVF cache's 8-bit row codes, then full precision
+        {"brute_force_max": 10_000, "ivf_threshold": 100, "background": False, "nprobe": 1},
     ],
-    ids=["brute", "flat-selector", "ivf-selector"],
+    ids=["brute", "flat-selector", "ivf-selector", "ivf-codes"],
 )
 def test_filters_are_exact_and_return_k_hits(tmp_path: Path, options: dict[str, object]) -> None:
     n, k = 400, 10
@@ -324,7 +328,7 @@ def test_filters_are_exact_and_return_k_hits(tmp_path: Path, options: dict[str, 
         assert all(len(row) == k for row in got)  # k hits although nprobe=1 for IVF
         assert all(set(row) <= {recs[i].id for i in passing} for row in got)
         overlap = np.mean([len(set(a) & set(b)) / k for a, b in zip(got, expected, strict=True)])
-        assert overlap >= (1.0 if "ivf_threshold" not in options else 0.9)
+        assert overlap >= (1.0 if options["brute_force_max"] else 0.9)
         # a filter with fewer passing rows than k returns exactly those rows
         few = SearchFilter(region_code="35.78.01.1001", since="2022-03-01", until="2022-03-02")
         want = {
@@ -332,6 +336,50 @@ def test_filters_are_exact_and_return_k_hits(tmp_path: Path, options: dict[str, 
         }
         assert 0 < len(want) < k
         assert all(set(row) == want for row in hit_ids(idx.search(q[:3], k, few)))
+
+
+def test_time_and_place_conditions_combine_like_a_row_by_row_check(tmp_path: Path) -> None:
+    """Every combination of time bounds and place conditions, undated rows included, over
+    all rows and over given rowids, against checking each row in Python."""
+    n = 3000
+    recs = [replace(r, created_at=None) if i % 7 == 0 else r for i, r in enumerate(records(n))]
+    with open_(tmp_path / "ix") as idx:
+        idx.add(recs, clustered(n))
+        idx.remove(["c5", "c6"])
+        columns = idx._cache.columns
+        rowids = np.arange(columns.capacity + 5)  # some past the end
+        times = [
+            (None, None),
+            ("2022-03-05", None),
+            (None, "2022-03-20"),
+            ("2022-03-05", "2022-03-20"),
+        ]
+        places = [
+            {},
+            {"kecamatan": "Gubeng"},
+            {"region_code": "35.78.02.1001"},
+            {"city": "nowhere"},
+        ]
+        for since, until in times:
+            for place in places:
+                flt = SearchFilter(since=since, until=until, **place)
+                f = index_module._parse_filter(flt, tmp_path)
+                want = set()
+                for i, r in enumerate(recs):
+                    day = None if r.created_at is None else r.created_at[:10]
+                    ok = i not in (5, 6)
+                    if since or until:
+                        ok &= day is not None
+                    ok &= not (since and day is not None and day < since)
+                    ok &= not (until and day is not None and day > until)
+                    ok &= r.kecamatan == place.get("kecamatan", r.kecamatan)
+                    ok &= r.region_code == place.get("region_code", r.region_code)
+                    ok &= "city" not in place
+                    if ok:
+                        want.add(i + 1)  # rowids start at 1
+                assert set(np.flatnonzero(columns.mask(f)).tolist()) == want, (since, until, place)
+                got = rowids[columns.mask(f, rowids)]
+                assert set(got.tolist()) == want, (since, until, place)
 
 
 def test_find_text_hash(tmp_path: Path) -> None:
@@ -410,7 +458,9 @@ def _snapshot_files(folder: Path) -> dict[str, Path]:
     return {key: folder / f["name"] for key, f in meta["files"].items()}
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "json", "columns", "delete"])
+@pytest.mark.parametrize(
+    "damage", ["truncate", "flip", "json", "columns", "codes", "no-codes", "delete"]
+)
 def test_damaged_snapshot_is_ignored_and_rebuilt(tmp_path: Path, damage: str) -> None:
     x = clustered(300)
     folder = tmp_path / "ix"
@@ -430,6 +480,12 @@ def test_damaged_snapshot_is_ignored_and_rebuilt(tmp_path: Path, damage: str) ->
         (folder / SNAPSHOT_FILE).write_text('{"format": "aduan-complaint-index-snap')
     elif damage == "columns":
         files["columns"].write_bytes(b"\0" * files["columns"].stat().st_size)
+    elif damage == "codes":
+        files["codes"].write_bytes(b"\0" * files["codes"].stat().st_size)
+    elif damage == "no-codes":  # as a version 1 snapshot, which had none
+        meta = json.loads((folder / SNAPSHOT_FILE).read_text())
+        del meta["files"]["codes"]
+        (folder / SNAPSHOT_FILE).write_text(json.dumps(meta))
     else:
         files["faiss"].unlink()
     with open_(folder, ivf_threshold=100, background=False) as idx:
@@ -493,6 +549,41 @@ def test_switches_to_ivf_and_stays_accurate(tmp_path: Path) -> None:
         want = exact_top(q, np.delete(x, [10, 11], 0), np.delete(ids, [10, 11]).tolist(), 10)
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, want, strict=True)])
         assert recall >= 0.95
+
+
+def test_ivf_exact_filtered_scoring_follows_adds_removes_and_reopens(tmp_path: Path) -> None:
+    """The 8-bit row codes behind exact filtered search stay in step with the rows."""
+    x = clustered(700, seed=6)
+    recs = records(700)
+    q = clustered(8, seed=7)
+    flt = SearchFilter(kecamatan="gubeng")
+    opts = {"ivf_threshold": 200, "background": False, "brute_force_max": 10_000}
+
+    def check(idx: Any, live: list[int]) -> None:
+        passing = [i for i in live if recs[i].kecamatan == "Gubeng"]
+        assert len(passing) > 40  # more than are re-scored in full precision
+        want = exact_top(q, x[passing], [recs[i].id for i in passing], 10)
+        assert hit_ids(idx.search(q, 10, flt)) == want
+
+    folder = tmp_path / "ix"
+    idx = open_(folder, **opts)
+    idx.add(recs[:300], x[:300])  # IVF built here: codes for rows 1..300
+    assert idx.stats()["kind"] == "ivf" and idx.stats()["codes_bytes"] > 0
+    idx.add(recs[300:700], x[300:700])  # codes grow past the built capacity
+    check(idx, list(range(700)))
+    idx.add([replace(recs[0], kecamatan="Rungkut")], x[0:1])  # moved out of the filter
+    changed = x.copy()
+    idx.add(recs[3:4], changed[10:11])  # same id, new vector
+    x[3] = changed[10]
+    idx.remove([r.id for r in recs[6:60]])
+    live = [i for i in range(1, 700) if not 6 <= i < 60]
+    check(idx, live)
+    assert idx.checkpoint()
+    idx.add(recs[6:30], x[6:30])  # after the snapshot: replayed on open
+    idx._release()  # as if killed
+    with open_(folder, **opts) as idx:
+        assert idx.stats()["loaded_from"] == "snapshot" and idx.stats()["replayed_on_open"] == 24
+        check(idx, sorted(live + list(range(6, 30))))
 
 
 def test_an_ivf_rebuild_due_on_open_is_saved_once(tmp_path: Path) -> None:
