@@ -213,6 +213,18 @@ def out_of_region(work: Path, bundle_dir: Path, directory: Path) -> None:
     ROWS.append((name, "exact office when the type is right", share(exact_given_type), None))
     common = Counter(g.type for g in gold if g).most_common(8)  # type: ignore[union-attr]
     print("out-of-region gold types: " + ", ".join(f"{t} {n}" for t, n in common), flush=True)
+    # Where the type goes wrong: per gold type (the most common), and the commonest
+    # confusions; type names only (they are label names, not complaint text).
+    gold_types = [g.type for g in gold]  # type: ignore[union-attr]
+    right = Counter(g for g, ok in zip(gold_types, types_ok, strict=True) if ok)
+    peer_right = Counter(g for g, ok in zip(gold_types, peer_ok, strict=True) if ok)
+    print("out-of-region type accuracy by gold type (aduan / flat peer):")
+    for t, n in Counter(gold_types).most_common(12):
+        print(f"  {t:<58} {n:>4}  {right[t] / n:.3f} / {peer_right[t] / n:.3f}")
+    wrong = Counter((g, t) for g, t in zip(gold_types, top_type, strict=True) if g != t)
+    print("out-of-region commonest type confusions (gold -> aduan's top type):")
+    for (g, t), n in wrong.most_common(10):
+        print(f"  {n:>4}  {g} -> {t}")
     print(
         f"out-of-region: {len(rows)} LAPOR! complaints of {len(known_types)} Surabaya types, "
         f"outside Surabaya; routed in {seconds:.0f} s",
