@@ -82,8 +82,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from data.schema import DataError
     from model.bundle import BundleError
     from model.encoder import EncoderError
+    from model.index import ComplaintIndexError
 
-    return (UserError, DataError, BundleError, EncoderError, FileNotFoundError)
+    return (
+        UserError,
+        DataError,
+        BundleError,
+        EncoderError,
+        ComplaintIndexError,
+        FileNotFoundError,
+    )
 
 
 def main() -> None:
@@ -675,7 +683,7 @@ def predict_cmd(
 
 
 # Command groups kept in their own modules register themselves on `app`.
-from cli import dedup_cmd, serve_cmd  # noqa: E402,F401
+from cli import dedup_cmd, index_cmd, serve_cmd  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()
