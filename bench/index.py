@@ -244,7 +244,8 @@ def filters(meta: dict[str, np.ndarray]) -> dict[str, tuple[Any, np.ndarray]]:
 def crossover(folder: Path, dim: int, xq: np.ndarray, args: argparse.Namespace) -> list[Any]:
     """Where exact scoring of a filter's rows stops beating faiss with a bitmap: one
     kecamatan from June 1 to the 28th of each later month (2,400-18,000 rows at 1M), each
-    searched with `brute_force_max` 0 (faiss) and 10^9 (exact), the two alternating."""
+    searched with `brute_force_max` 0 (faiss) and 10^9 (exact; `brute_force_share` 1),
+    the two alternating."""
     from model.index import SearchFilter, open_index
 
     windows = {
@@ -257,7 +258,7 @@ def crossover(folder: Path, dim: int, xq: np.ndarray, args: argparse.Namespace) 
     passing: dict[int, int] = {}
     for _ in range(2):
         for path, bfm in (("faiss", 0), ("exact", 10**9)):
-            opts = {**args.options, "brute_force_max": bfm}
+            opts = {**args.options, "brute_force_max": bfm, "brute_force_share": 1.0}
             with open_index(folder, dim=dim, embedding_id="bench:e5-small", **opts) as idx:
                 for month, flt in windows.items():
                     for i in range(min(len(xq), args.filter_queries)):

@@ -32,7 +32,8 @@ against, so another backend (PostgreSQL + pgvector) can be added later.
   can therefore cost time on the next open, never data.
 - **Filters** are applied exactly: a copy of the filter columns is kept in
   numpy arrays indexed by rowid (saved with the snapshot) and every filter is
-  a boolean mask over it. When few rows pass (`brute_force_max`), their
+  a boolean mask over it. When few rows pass (`brute_force_max`, and at most
+  `brute_force_share` of them), their
   vectors are scored exactly (an IVF cache keeps 8-bit codes of the vectors
   by rowid for this, saved with the snapshot: the best candidates by the
   codes are scored again in full precision); otherwise faiss searches with
@@ -236,9 +237,16 @@ class IndexOptions:
     #: search with a bitmap of the rows passing, which probes more lists the fewer rows
     #: pass. `python bench/index.py --sizes 1000000 --crossover` times both for one
     #: kecamatan over growing date ranges: at 1M vectors (IVF, nlist 2,048, 1 thread)
-    #: exact scoring had the lower p99 up to 10,545 rows and the lower p50 up to 13,204
-    #: (docs/benchmarks.md, session 9); at 100k both stay under ~1 ms.
-    brute_force_max: int = 10_000
+    #: exact scoring had the lower p50 and p99 at every size measured, up to 18,456
+    #: rows, while faiss answered one kecamatan (31,978 rows) faster than exact
+    #: scoring would (docs/benchmarks.md, session 9).
+    brute_force_max: int = 16_000
+    #: ... and only while the filter passes at most this share of the rows. faiss's
+    #: cost falls as the share grows (fewer lists probed), exact scoring's rises with
+    #: the rows: in a 100k index, a ±45-day window (12,000-25,000 rows) took 1.6 ms
+    #: through faiss and 4.7 ms through the row codes (bench/serve.py's in-process
+    #: duplicate search, session 9). 2% keeps 1M indexes at 16,000 rows.
+    brute_force_share: float = 0.02
     background: bool = True  # build IVF in a background thread (False: inside add/open)
     snapshot: bool = True  # save the faiss cache on close/checkpoint/after an IVF build
     verify_snapshot: bool = True  # check the snapshot's CRC32 when loading it
@@ -261,6 +269,8 @@ class IndexOptions:
             raise ValueError("retrain_growth must be more than 1")
         if self.brute_force_max < 0 or self.train_points_per_list < 1:
             raise ValueError("brute_force_max and train_points_per_list must be positive")
+        if not 0.0 < self.brute_force_share <= 1.0:
+            raise ValueError("brute_force_share must be in (0, 1]")
 
 
 # --------------------------------------------------------------------------- values
@@ -448,6 +458,14 @@ class _Columns:
             inside = rowids < self.capacity
             sel = np.where(inside, rowids, 0)
             m = self.live[sel] & inside
+        if f.since_us is not None or f.until_us is not None:
+            ts = self.ts[sel]
+            if f.since_us is not None:  # also excludes _NO_TIME (the smallest int64)
+                m &= ts >= f.since_us
+            else:
+                m &= ts != _NO_TIME
+            if f.until_us is not None:
+                m &= ts <= f.until_us
         if f.region:
             depth = f.region.count(".") + 1
             if depth <= _REGION_LEVELS:
@@ -468,18 +486,6 @@ class _Columns:
                     m[:] = False
                 else:
                     m &= self.codes[place][sel] == code
-        if f.since_us is not None or f.until_us is not None:
-            # Last, and after a place condition only over the rows still passing (a
-            # kecamatan passes ~3% of the rows; a timestamp is 8 bytes a row).
-            at = np.flatnonzero(m) if (f.region or f.city or f.kecamatan or f.kelurahan) else None
-            ts = self.ts[sel] if at is None else self.ts[sel][at]
-            ok = ts != _NO_TIME if f.since_us is None else ts >= f.since_us  # >=: not _NO_TIME
-            if f.until_us is not None:
-                ok &= ts <= f.until_us
-            if at is None:
-                m &= ok
-            else:
-                m[at] = ok
         return m
 
     # -------------------------------------------------------------- persistence
@@ -796,16 +802,16 @@ class _RowCodes:
 
     Exact scoring of the few rows a selective filter passes needs their vectors;
     faiss's IVF reconstructs each through a hash-table lookup and a random read.
-    Here the rows' codes are one gather from a contiguous array and a SIMD decode,
-    and each query's best candidates by the decoded vectors are then scored again
-    in full precision (`FaissSqliteIndex._exact`). A quarter of the float32
+    Here the rows' codes are one gather from a contiguous array and a SIMD scan,
+    and each query's best candidates by the codes are then scored again in full
+    precision (`FaissSqliteIndex._exact`). A quarter of the float32
     vectors' memory (366 MiB at 1M 384-dim vectors).
     """
 
     #: Widen each dimension's trained min..max range by this share on both sides, so
     #: vectors added after training rarely fall outside it (those are clipped).
     RANGE_MARGIN = 0.05
-    CHUNK = 8192  # rows decoded at a time (bounds the float32 copy: 12 MiB at 384 dims)
+    CHUNK = 16384  # rows scanned at a time (bounds the copy of their codes: 6 MiB)
 
     def __init__(self, sq: Any, codes: np.ndarray) -> None:
         self.sq = sq
@@ -839,14 +845,25 @@ class _RowCodes:
 
     def candidates(self, queries: np.ndarray, rowids: np.ndarray, m: int) -> np.ndarray:
         """Per query, the (at most) m rowids among `rowids` with the highest inner product
-        by the decoded vectors; rows padded with -1."""
+        by their codes; rows padded with -1.
+
+        The rows' codes are copied into a scratch faiss IndexScalarQuantizer, whose
+        search computes the inner products on the codes directly (SIMD), without
+        writing the decoded vectors out.
+        """
         m = min(m, len(rowids))
+        scan = faiss.IndexScalarQuantizer(
+            self.sq.d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        faiss.copy_array_to_vector(faiss.vector_to_array(self.sq.trained), scan.sq.trained)
+        scan.is_trained = True
         scores: list[np.ndarray] = []
         found: list[np.ndarray] = []
         for lo in range(0, len(rowids), self.CHUNK):
             part = rowids[lo : lo + self.CHUNK]
-            vecs = self.sq.decode(np.take(self.codes, part, axis=0))
-            s, pos = faiss.knn(queries, vecs, min(m, len(part)), metric=faiss.METRIC_INNER_PRODUCT)
+            faiss.copy_array_to_vector(np.take(self.codes, part, axis=0).ravel(), scan.codes)
+            scan.ntotal = len(part)
+            s, pos = scan.search(queries, min(m, len(part)))
             scores.append(s)
             found.append(np.where(pos >= 0, part[np.maximum(pos, 0)], -1))
         s, r = np.concatenate(scores, axis=1), np.concatenate(found, axis=1)
@@ -1696,7 +1713,8 @@ class FaissSqliteIndex:
                 allowed = int(np.count_nonzero(mask))
                 if allowed == 0:
                     return [[] for _ in queries]
-                if allowed <= self.options.brute_force_max:
+                opts = self.options
+                if allowed <= min(opts.brute_force_max, opts.brute_force_share * self._count):
                     scores, rowids = self._exact(queries, k, np.flatnonzero(mask))
                 else:
                     scores, rowids = self._faiss_search(queries, k, mask, allowed)
@@ -1865,6 +1883,7 @@ class FaissSqliteIndex:
                 "trained_size": cache.trained_size,
                 "ivf_threshold": self.options.ivf_threshold,
                 "brute_force_max": self.options.brute_force_max,
+                "brute_force_share": self.options.brute_force_share,
                 "synchronous": self.options.synchronous.upper(),
                 "seq": self._seq,
                 "snapshot_seq": self._disk_snapshot_seq,

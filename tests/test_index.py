@@ -300,11 +300,17 @@ def test_place_names_match_ignoring_case_and_spaces(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        {"brute_force_max": 10_000},  # exact scoring of the passing rows
+        {"brute_force_max": 10_000, "brute_force_share": 1.0},  # exact scoring of the rows
         {"brute_force_max": 0},  # faiss with an IDSelectorBitmap
         {"brute_force_max": 0, "ivf_threshold": 100, "background": False, "nprobe": 1},
         # exact scoring through the IVF cache's 8-bit row codes, then full precision
-        {"brute_force_max": 10_000, "ivf_threshold": 100, "background": False, "nprobe": 1},
+        {
+            "brute_force_max": 10_000,
+            "brute_force_share": 1.0,
+            "ivf_threshold": 100,
+            "background": False,
+            "nprobe": 1,
+        },
     ],
     ids=["brute", "flat-selector", "ivf-selector", "ivf-codes"],
 )
@@ -551,13 +557,21 @@ def test_switches_to_ivf_and_stays_accurate(tmp_path: Path) -> None:
         assert recall >= 0.95
 
 
-def test_ivf_exact_filtered_scoring_follows_adds_removes_and_reopens(tmp_path: Path) -> None:
+def test_ivf_exact_filtered_scoring_follows_adds_removes_and_reopens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The 8-bit row codes behind exact filtered search stay in step with the rows."""
+    monkeypatch.setattr(index_module._RowCodes, "CHUNK", 50)  # several scans, merged
     x = clustered(700, seed=6)
     recs = records(700)
     q = clustered(8, seed=7)
     flt = SearchFilter(kecamatan="gubeng")
-    opts = {"ivf_threshold": 200, "background": False, "brute_force_max": 10_000}
+    opts = {
+        "ivf_threshold": 200,
+        "background": False,
+        "brute_force_max": 10_000,
+        "brute_force_share": 1.0,
+    }
 
     def check(idx: Any, live: list[int]) -> None:
         passing = [i for i in live if recs[i].kecamatan == "Gubeng"]
@@ -584,6 +598,30 @@ def test_ivf_exact_filtered_scoring_follows_adds_removes_and_reopens(tmp_path: P
     with open_(folder, **opts) as idx:
         assert idx.stats()["loaded_from"] == "snapshot" and idx.stats()["replayed_on_open"] == 24
         check(idx, sorted(live + list(range(6, 30))))
+
+
+def test_exact_scoring_is_chosen_by_rows_and_share_passing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x = clustered(600, seed=8)
+    opts = {"ivf_threshold": 200, "background": False, "brute_force_max": 100}
+    with open_(tmp_path / "ix", brute_force_share=0.1, **opts) as idx:
+        idx.add(records(600), x)
+        narrow = SearchFilter(region_code="35.78.01.1001", since="2022-03-20")
+        n_narrow = len(idx.search(x[0], 600, narrow)[0])
+        assert 0 < n_narrow <= 60  # at most 10% of the rows
+        calls: list[int] = []
+        exact = idx._exact
+
+        def spy(queries: np.ndarray, k: int, rowids: np.ndarray) -> Any:
+            calls.append(len(rowids))
+            return exact(queries, k, rowids)
+
+        monkeypatch.setattr(idx, "_exact", spy)
+        idx.search(x[0], 5, SearchFilter(region_code="35.78.01.1001"))  # 100 rows, 17%
+        idx.search(x[0], 5, narrow)
+        idx.search(x[0], 5, SearchFilter(kecamatan="Gubeng"))  # 200 rows: over 100
+        assert calls == [n_narrow]  # only the narrow filter was scored exactly
 
 
 def test_an_ivf_rebuild_due_on_open_is_saved_once(tmp_path: Path) -> None:
