@@ -35,18 +35,24 @@ def _write(path: Path, rows: list[dict[str, object]]) -> Path:
     return path
 
 
+@pytest.fixture
+def model(tiny_bundle: Bundle, tmp_path: Path) -> Path:
+    """The tiny bundle saved where the CLI can load it."""
+    folder = tmp_path / "bundle"
+    tiny_bundle.save(folder)
+    return folder
+
+
 def _add(model: Path, data: Path, index: Path, *extra: str) -> list[str]:
     return ["index", "add", "--model", str(model), "--data", str(data), "--index", str(index),
             "--runtime", "torch", *extra]  # fmt: skip
 
 
 def test_index_add_fills_the_index_as_the_api_would_and_resumes(
-    tiny_bundle: Bundle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from cli.main import run
 
-    model = tmp_path / "bundle"
-    tiny_bundle.save(model)
     index = tmp_path / "index"
     rows = _rows(30)
     # an interrupted earlier run: the first 10 rows are already there
@@ -80,12 +86,10 @@ def test_index_add_fills_the_index_as_the_api_would_and_resumes(
 
 
 def test_index_add_bad_file_and_missing_index_are_clean_errors(
-    tiny_bundle: Bundle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from cli.main import run
 
-    model = tmp_path / "bundle"
-    tiny_bundle.save(model)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "text": "lampu mati"}\n{"id": "b", "text": \n', encoding="utf-8")
     index = tmp_path / "index"
@@ -100,14 +104,12 @@ def test_index_add_bad_file_and_missing_index_are_clean_errors(
 
 
 def test_index_add_while_another_process_holds_the_index_is_a_clean_error(
-    tiny_bundle: Bundle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from cli.main import run
 
-    model = tmp_path / "bundle"
-    tiny_bundle.save(model)
     index = tmp_path / "index"
-    finder = DuplicateFinder(tiny_bundle)
+    finder = DuplicateFinder(Bundle.load(model))
     with open_index(index, dim=finder.dim, embedding_id=finder.embedding_id):  # the server
         assert run(_add(model, _write(tmp_path / "ok.jsonl", _rows(2)), index)) == 2
     err = capsys.readouterr().err
