@@ -82,16 +82,20 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from data.schema import DataError
     from model.bundle import BundleError
     from model.encoder import EncoderError
-    from model.index import ComplaintIndexError
 
-    return (
+    errors: list[type[BaseException]] = [
         UserError,
         DataError,
         BundleError,
         EncoderError,
-        ComplaintIndexError,
         FileNotFoundError,
-    )
+    ]
+    # Only raised once model.index was imported; importing it here would load faiss
+    # (and its loader's log lines) just to print an unrelated error.
+    index = sys.modules.get("model.index")
+    if index is not None:
+        errors.append(index.ComplaintIndexError)
+    return tuple(errors)
 
 
 def main() -> None:
