@@ -33,8 +33,9 @@ IndexOpt = Annotated[
 
 
 def _open(settings: Any) -> tuple[Any, Any]:
-    """The serving bundle (with the server's runtime) and its index, re-embedded if the
-    index was built in another vector space, exactly as `aduan serve` opens them."""
+    """The duplicate finder of the serving bundle (with the server's runtime) and the
+    index, re-embedded if it was built in another vector space, as `aduan serve`
+    opens them."""
     from model.dedup import DuplicateFinder
     from serving import reindex
     from serving.service import load_bundle
