@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.main import DataOpt, IdColOpt, SplitOpt, TextColOpt, UserError, _echo_json, app
-from cli.serve_cmd import _settings
+from cli.serve_cmd import _settings, model_dir
 
 index_app = typer.Typer(
     help="The duplicate index the API searches: fill it from a file, describe it.",
@@ -40,13 +40,8 @@ def _open(settings: Any) -> tuple[Any, Any]:
     from serving import reindex
     from serving.service import load_bundle
 
-    model_dir, index_dir = settings.model_path(), settings.index_path()
-    if not model_dir.exists():
-        raise UserError(
-            f"{model_dir}: no model bundle here; build the demo bundle with "
-            "`aduan bundle demo`, or pass --model DIR"
-        )
-    bundle = load_bundle(model_dir, runtime=settings.runtime, threads=settings.threads())
+    index_dir = settings.index_path()
+    bundle = load_bundle(model_dir(settings), runtime=settings.runtime, threads=settings.threads())
     finder = DuplicateFinder(bundle)
     index, reembedded = reindex.open_for(index_dir, finder)
     if reembedded is not None:

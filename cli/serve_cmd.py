@@ -30,6 +30,21 @@ def _settings(**overrides: object) -> object:
         raise UserError(f"invalid {name}: {first['msg']}") from None
 
 
+def model_dir(settings: object) -> Path:
+    """The bundle folder the settings name (what `aduan serve` loads); a missing one is
+    a user error saying how to make it."""
+    from serving.settings import Settings
+
+    assert isinstance(settings, Settings)
+    folder = settings.model_path()
+    if not folder.exists():
+        raise UserError(
+            f"{folder}: no model bundle here; build the demo bundle with "
+            "`aduan bundle demo` (or `make serve`), or pass --model DIR"
+        )
+    return folder
+
+
 @app.command("serve")
 def serve(
     model: Annotated[
@@ -67,13 +82,7 @@ def serve(
         parse_keys(settings.api_keys)
     except KeyConfigError as exc:
         raise UserError(str(exc)) from None
-    model_dir = settings.model_path()
-    if not model_dir.exists():
-        raise UserError(
-            f"{model_dir}: no model bundle here; build the demo bundle with "
-            "`aduan bundle demo` (or `make serve`), or pass --model DIR"
-        )
-    read_bundle_json(model_dir)  # a damaged bundle: one clear line, before binding the port
+    read_bundle_json(model_dir(settings))  # a damaged bundle: one clear line, before binding
 
     # Sleeping, not spinning, OpenMP workers: with the default spin-wait, a torch pool on
     # a machine shared with other jobs took over 1 s for a 45 ms request (bench/serve.py).
