@@ -360,6 +360,12 @@ def _parse_filter(flt: SearchFilter | None, where: Path) -> _Filter:
 
 
 # --------------------------------------------------------------------------- filter columns
+def _grown_capacity(capacity: int, needed: int) -> int:
+    """The new length of an array indexed by rowid that must hold rowid needed - 1:
+    doubled (at least 1024), so a stream of adds copies it O(log n) times."""
+    return max(needed, 2 * capacity, 1024)
+
+
 _PLACES = ("region", "city", "kecamatan", "kelurahan")  # the order of a _ColumnRow
 #: Region codes cut to their first 1..4 dotted parts (province, regency/city, kecamatan,
 #: kelurahan): a prefix filter of d <= 4 parts is one integer comparison on level d.
@@ -396,8 +402,7 @@ class _Columns:
     def _grow(self, needed: int) -> None:
         if needed <= self.capacity:
             return
-        new = max(needed, 2 * self.capacity, 1024)
-        extra = new - self.capacity
+        extra = _grown_capacity(self.capacity, needed) - self.capacity
         self.live = np.concatenate([self.live, np.zeros(extra, dtype=bool)])
         self.ts = np.concatenate([self.ts, np.full(extra, _NO_TIME, dtype=np.int64)])
         for f in _FIELDS:
@@ -837,7 +842,7 @@ class _RowCodes:
             return
         needed = int(rid.max()) + 1
         if needed > len(self.codes):
-            new = max(needed, 2 * len(self.codes), 1024)
+            new = _grown_capacity(len(self.codes), needed)
             grown = np.zeros((new, self.codes.shape[1]), dtype=np.uint8)
             grown[: len(self.codes)] = self.codes
             self.codes = grown
