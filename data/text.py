@@ -338,6 +338,33 @@ def count_pii(text: str) -> dict[str, int]:
     return _scan(text)[1]
 
 
+def personal_identifiers(text: str) -> frozenset[str]:
+    """The personal identifiers `redact` would replace in `text`, as comparison keys.
+
+    Numbers (NIK, phone, other ID numbers) become their digits, a phone number
+    in its national form ("+62 812-3456-7890" and "081234567890" are one key);
+    e-mail addresses are case-folded. For telling whether two complaints name
+    the same reporter or case (`model.dedup`); the keys are personal data and
+    must never be shown, logged or stored.
+    """
+    keys: set[str] = set()
+    if "@" in text:
+
+        def email(m: re.Match[str]) -> str:
+            keys.add(m.group().casefold())
+            return PLACEHOLDERS["email"]
+
+        text = _EMAIL_RE.sub(email, text)
+    for m in _NUMBER_RE.finditer(text):
+        if _number_kind(m) is None:
+            continue
+        digits = "".join(_DIGIT_RE.findall(m.group()))
+        if m.lastgroup == "telepon" and digits.startswith("62"):
+            digits = "0" + digits[2:].lstrip("0")
+        keys.add(digits)
+    return frozenset(keys)
+
+
 def snippet(text: str, max_chars: int = 160) -> str:
     """The only form in which a complaint's text may appear in logs, reports and APIs.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from model.dedup import (
     score_features,
     text_key,
 )
+from model.index import IndexedComplaint
 
 LAMP = "Lampu PJU di Jl. Ketintang Baru no 12 mati sudah seminggu, mohon diperbaiki"
 
@@ -60,6 +62,67 @@ def test_pair_features_read_location_time_and_numbers() -> None:
     assert f["word_overlap"] > 0.8
     same = dict(zip(FEATURES, pair_features(a, a, 1.0), strict=True))
     assert same["exact"] == 1.0 and same["number_overlap"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "address", "houses", "rt_rw"),
+    [
+        ("lampu mati depan no. 12", "", {"12"}, set()),
+        ("", "Jalan Jetis Kulon 1 No.66 B, RW.04, Wonokromo", {"66b"}, {("rw", "4")}),
+        ("", "jetis wetan Gg.6/29 surabaya", {"29"}, set()),  # gang 6, house 29
+        ("wil. RT 07 RW 01 padam", "Jl. Gundih 3 nomor 05", {"5"}, {("rt", "7"), ("rw", "1")}),
+        ("rt.3/rw.12 dan rt03", "", set(), {("rt", "3"), ("rw", "12")}),
+        ("", "Kalijudan RT/RW 03/01", set(), {("rt", "3"), ("rw", "1")}),  # not a house 3/01
+        ("lapor tgl 8/2/2022, hp no. 081234567890", "", set(), set()),  # a date, a phone
+        ("mohon tanya nomor antrian", "", set(), set()),
+    ],
+)
+def test_house_and_rt_rw_numbers_are_read_from_text_and_address(
+    text: str, address: str, houses: set[str], rt_rw: set[tuple[str, str]]
+) -> None:
+    from model.dedup import _house_numbers, _rt_rw
+
+    assert _house_numbers(text, address) == houses
+    assert _rt_rw(text, address) == rt_rw
+
+
+def test_pair_features_read_the_spot_and_the_person() -> None:
+    def side(text: str, address: str = "") -> IndexedComplaint:
+        return make_complaint(text, kelurahan="Sawahan", address=address)
+
+    def features(a: IndexedComplaint, b: IndexedComplaint) -> dict[str, float]:
+        return dict(zip(FEATURES, pair_features(a, b, 0.95), strict=True))
+
+    rubbish = "sampah ranting belum terangkut"
+    f = features(side(rubbish, "Jl. Argopuro No.37"), side(rubbish, "Jl. Argopuro No.41"))
+    assert f["same_house"] == -1.0 and f["same_rt_rw"] == 0.0 and f["same_identifier"] == 0.0
+    f = features(side(rubbish, "Jl. Argopuro No.37"), side(rubbish + " di no 37"))
+    assert f["same_house"] == 1.0
+    f = features(side("PJU padam RT 07 RW 01"), side("PJU padam lagi di RT 7 RW 10"))
+    assert f["same_rt_rw"] == -1.0
+    f = features(side("PJU padam RT 07 RW 01"), side("PJU padam lagi di rw 1"))
+    assert f["same_rt_rw"] == 1.0
+    ktp = "KTP belum jadi atas nama nik 3578012345678901"
+    f = features(side(ktp + " hp 0812-3456-7890"), side("cetak KTP, wa +62 812 3456 7890"))
+    assert f["same_identifier"] == 1.0  # the same phone, written two ways
+    f = features(side(ktp), side(ktp.replace("8901", "8902")))
+    assert f["same_identifier"] == -1.0  # two people's cases
+
+
+def test_same_text_at_another_house_is_no_automatic_duplicate() -> None:
+    from model.dedup import resubmissions
+
+    text = "sampah potongan ranting dan daun belum terangkut"
+    a = make_complaint(text, kelurahan="Sawahan", address="Jl. Argopuro No.37")
+    rows = [
+        make_complaint(text, kelurahan="Sawahan", address="Jl. Argopuro No.37"),
+        make_complaint(text, kelurahan="Sawahan", address="Jl. Argopuro No.41"),
+        make_complaint(text, kelurahan="Banyu Urip", address="Jl. Argopuro No.37"),
+        make_complaint(text),  # nothing known about where: still a re-submission
+    ]
+    x = np.array([pair_features(a, b, 1.0) for b in rows])
+    assert resubmissions(x).tolist() == [True, False, False, True]
+    assert score_features(DedupSpec(), x).tolist() == [1.0, 0.0, 0.0, 1.0]
 
 
 def test_words_and_numbers_skip_stopwords_long_numbers_and_decimals() -> None:
@@ -129,10 +192,28 @@ def test_exact_resubmission_always_scores_one_when_calibrated() -> None:
     assert score_features(spec, row)[0] == 1.0
 
 
-def test_scorer_with_other_features_asks_for_recalibration() -> None:
-    spec = DedupSpec(calibrated=True, features=["cosine"], mean=[0], scale=[1], weights=[1])
+def test_scorer_with_unknown_features_asks_for_recalibration() -> None:
+    spec = DedupSpec(calibrated=True, features=["tfidf"], mean=[0], scale=[1], weights=[1])
     with pytest.raises(ValueError, match="recalibrate"):
         score_features(spec, np.zeros((1, len(FEATURES))))
+
+
+def test_scorer_fitted_on_fewer_features_scores_with_those() -> None:
+    """A bundle calibrated before features were added keeps working, with its own columns."""
+    x, y = _synthetic_pairs(200)
+    spec = fit_scorer(x, y)
+    old = ["cosine", "exact", "same_kelurahan", "log_days"]
+    cols = [FEATURES.index(f) for f in old]
+    narrow = replace(
+        spec,
+        features=old,
+        mean=[spec.mean[c] for c in cols],
+        scale=[spec.scale[c] for c in cols],
+        weights=[spec.weights[c] for c in cols],
+    )
+    x[:, FEATURES.index("same_identifier")] = 1.0  # a column the old scorer never saw
+    z = ((x[:, cols] - narrow.mean) / narrow.scale) @ narrow.weights + narrow.bias
+    assert np.allclose(score_features(narrow, x), 1 / (1 + np.exp(-z)))
 
 
 def test_best_threshold_maximises_f1() -> None:

@@ -257,6 +257,34 @@ def test_text_redact_keeps_non_personal_numbers(text: str) -> None:
     assert count_pii(text) == NONE
 
 
+@pytest.mark.parametrize(("text", "_expected", "expected_counts"), REDACTED)
+def test_text_personal_identifiers_are_what_redact_replaces(
+    text: str, _expected: str, expected_counts: dict[str, int]
+) -> None:
+    from data.text import personal_identifiers
+
+    keys = personal_identifiers(text)
+    assert 1 <= len(keys) <= sum(expected_counts.values())  # repeats are one key
+    for key in keys:
+        assert "@" in key or key.isdigit()
+
+
+@pytest.mark.parametrize("text", KEPT)
+def test_text_personal_identifiers_skip_what_redact_keeps(text: str) -> None:
+    from data.text import personal_identifiers
+
+    assert personal_identifiers(text) == frozenset()
+
+
+def test_text_personal_identifiers_compare_phones_and_emails_as_written_differently() -> None:
+    from data.text import personal_identifiers
+
+    same = {"081234567890", "budi@contoh.id"}
+    assert personal_identifiers("hp 0812-3456-7890, Budi@Contoh.ID") == same
+    assert personal_identifiers("wa +62 812 3456 7890 / budi@contoh.id") == same
+    assert personal_identifiers("(+62) 0812 3456 7890") == {"081234567890"}
+
+
 def test_text_count_pii_reports_every_kind() -> None:
     assert set(count_pii("apa saja")) == set(PII_KINDS) == set(PLACEHOLDERS)
 
