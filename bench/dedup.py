@@ -19,8 +19,6 @@ calibration pairs in the same run:
 - `cosine cut`: one similarity threshold (the best-F1 cut on calibration),
 - `aduan scorer`: the bundle's combiner (text, location and time evidence,
   `model.dedup`), threshold from cross-validation on calibration,
-- `linear scorer`: the same features without the quadratic terms (what
-  bundles calibrated before session 10 use),
 - `word overlap`: a lexical peer, the same best-F1 cut on word Jaccard.
 
 Texts are read from ../shared/data and never printed. Results are also written
@@ -117,11 +115,9 @@ def main() -> None:
         x_test = pair_feature_matrix(finder, test)
         seconds = time.perf_counter() - started
         spec = fit_scorer(x_cal, y_cal)
-        linear = fit_scorer(x_cal, y_cal, quadratic=False)
         systems = {
             "cosine cut": (x_test[:, cos], best_threshold(x_cal[:, cos], y_cal)),
             "aduan scorer": (score_features(spec, x_test), spec.threshold),
-            "linear scorer": (score_features(linear, x_test), linear.threshold),
             "word overlap": (x_test[:, words], best_threshold(x_cal[:, words], y_cal)),
         }
         row = {
@@ -137,10 +133,7 @@ def main() -> None:
             "embed_seconds": round(seconds, 1),
             "scorer": {
                 "cv": spec.metrics["cross_validated"],
-                "linear_cv": linear.metrics["cross_validated"],
-                "linear_weights": dict(
-                    zip(FEATURES, np.round(linear.weights, 3).tolist(), strict=True)
-                ),
+                "weights": dict(zip(FEATURES, np.round(spec.weights, 3).tolist(), strict=True)),
             },
             "test": {k: pair_metrics(s, y_test, t).to_dict() for k, (s, t) in systems.items()},
         }
@@ -158,10 +151,7 @@ def main() -> None:
                 f"{m['recall']:>8.3f}{m['f1']:>8.3f}"
             )
         cv = spec.metrics["cross_validated"]
-        print(
-            f"(cross-validated on calibration: aduan scorer F1 {cv['f1']:.3f}, "
-            f"linear scorer {linear.metrics['cross_validated']['f1']:.3f})"
-        )
+        print(f"(aduan scorer cross-validated on calibration: F1 {cv['f1']:.3f})")
 
     out = aduan_home() / "bench" / "dedup.json"
     out.parent.mkdir(parents=True, exist_ok=True)

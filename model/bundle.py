@@ -93,10 +93,8 @@ class DedupSpec:
 
     The pair scorer is a logistic combiner over the features in
     `model.dedup.FEATURES` (text similarity plus location and time evidence):
-    `score = sigmoid(sum(weights * z) + bias)` with `z = (x - mean) / scale`,
-    and a pair is a duplicate when `score >= threshold`. A `quadratic` scorer
-    reads `z` with its squares and pairwise products (`model.dedup.quadratic_terms`),
-    standardised again by `quadratic_mean` and `quadratic_scale`. Both are fitted on labelled pairs
+    `score = sigmoid(sum(weights * (x - mean) / scale) + bias)`, and a pair is
+    a duplicate when `score >= threshold`. Both are fitted on labelled pairs
     by `aduan dedup calibrate`; until then (`calibrated` false) only exact
     re-submissions are reported, because no similarity cut is trustworthy
     without labels.
@@ -116,9 +114,6 @@ class DedupSpec:
     bias: float = 0.0
     threshold: float = 1.0
     metrics: dict[str, Any] = field(default_factory=dict)
-    quadratic: bool = False  # bundles calibrated before session 10 are linear
-    quadratic_mean: list[float] = field(default_factory=list)
-    quadratic_scale: list[float] = field(default_factory=list)
 
 
 @dataclass

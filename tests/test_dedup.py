@@ -165,27 +165,6 @@ def test_fit_scorer_learns_and_records_cross_validated_metrics() -> None:
     assert 0.0 < spec.threshold < 1.0
 
 
-def test_quadratic_scorer_weighs_evidence_jointly() -> None:
-    """Duplicates where the text and the house number agree or disagree together: no
-    linear combiner can fit that, the default quadratic one can."""
-    rng = np.random.default_rng(0)
-    n = 400
-    x = np.zeros((n, len(FEATURES)))
-    words = rng.choice([-1.0, 1.0], n)
-    house = rng.choice([-1.0, 1.0], n)
-    x[:, FEATURES.index("word_overlap")] = 0.5 + 0.3 * words + rng.normal(0, 0.05, n)
-    x[:, FEATURES.index("same_house")] = house
-    y = (words == house).astype(int)
-    linear = fit_scorer(x, y, quadratic=False)
-    joint = fit_scorer(x, y)
-    assert joint.quadratic and not linear.quadratic
-    assert linear.metrics["cross_validated"]["f1"] < 0.75
-    assert joint.metrics["cross_validated"]["f1"] > 0.95
-    x2 = x.copy()
-    x2[:, FEATURES.index("word_overlap")] += rng.normal(0, 0.02, n)
-    assert pair_metrics(score_features(joint, x2), y, joint.threshold).f1 > 0.95
-
-
 def test_fit_scorer_is_reproducible() -> None:
     x, y = _synthetic_pairs(200)
     assert fit_scorer(x, y, seed=3) == fit_scorer(x, y, seed=3)
@@ -222,7 +201,7 @@ def test_scorer_with_unknown_features_asks_for_recalibration() -> None:
 def test_scorer_fitted_on_fewer_features_scores_with_those() -> None:
     """A bundle calibrated before features were added keeps working, with its own columns."""
     x, y = _synthetic_pairs(200)
-    spec = fit_scorer(x, y, quadratic=False)  # earlier releases fitted linear scorers
+    spec = fit_scorer(x, y)
     old = ["cosine", "exact", "same_kelurahan", "log_days"]
     cols = [FEATURES.index(f) for f in old]
     narrow = replace(
