@@ -85,6 +85,10 @@ class HeadSpec:
     # (a, b): probabilities are softmax(a·log p_head + b·log p_lexical) when the bundle
     # has a lexical model for this head (`model.lexical`); None: the head alone.
     lexical_mix: list[float] | None = None
+    # The dev share of labelled rows whose label is none of `labels` (set aside as
+    # rare, or new since training): every probability is scaled by 1 - unlisted, so
+    # the labels' probabilities add up to the chance that the answer is one of them.
+    unlisted: float = 0.0
 
 
 @dataclass

@@ -109,9 +109,10 @@ def embedded_probabilities(
 ) -> dict[str, np.ndarray]:
     """Calibrated probabilities per head [n, k] of normalised texts `clean` whose
     L2-normalised embeddings [n, dim] are known: the encoder's heads, combined with
-    the lexical model where the bundle has one."""
-    probs = head_probabilities(bundle, torch.from_numpy(embeddings))
-    return with_lexical(bundle, clean, probs)
+    the lexical model where the bundle has one, scaled by the share of answers the
+    head can name (`HeadSpec.unlisted`)."""
+    probs = with_lexical(bundle, clean, head_probabilities(bundle, torch.from_numpy(embeddings)))
+    return {h: p * (1.0 - bundle.head_specs[h].unlisted) for h, p in probs.items()}
 
 
 def predict_proba(

@@ -31,6 +31,17 @@ def test_predict_scores_are_sorted_probabilities(tiny_bundle: Bundle) -> None:
     assert np.isclose(p.margin, scores[0] - scores[1])
 
 
+def test_predict_leaves_the_unlisted_share_to_labels_the_head_does_not_know(
+    tiny_bundle: Bundle,
+) -> None:
+    full = predict(tiny_bundle, ["lampu mati di jalan"], top_k=10)[0].heads["topic"]
+    tiny_bundle.head_specs["topic"].unlisted = 0.25
+    scaled = predict(tiny_bundle, ["lampu mati di jalan"], top_k=10)[0].heads["topic"]
+    assert [s.label for s in scaled.top] == [s.label for s in full.top]
+    assert np.allclose([s.score for s in scaled.top], [0.75 * s.score for s in full.top])
+    assert np.isclose(sum(s.score for s in scaled.top), 0.75, atol=1e-5)
+
+
 def test_predict_abstains_below_the_threshold(tiny_bundle: Bundle) -> None:
     spec = tiny_bundle.head_specs["agency"]
     spec.trained = True

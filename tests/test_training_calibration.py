@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.calibration import abstain_threshold, fit_temperature
+from model.bundle import HeadSpec
+from training.calibration import MAX_UNLISTED, abstain_threshold, fit_temperature, set_decisions
 from training.metrics import expected_calibration_error, head_metrics
 
 
@@ -50,6 +51,27 @@ def test_calibration_threshold_reaches_target_precision() -> None:
     assert correct[accepted].mean() >= 0.9
     # And it is the loosest such cut: lowering it a little breaks the target.
     assert correct[conf >= t - 0.05].mean() < 0.9
+
+
+def test_calibration_unlisted_share_corrects_confidence_for_unknown_labels() -> None:
+    """Dev rows whose label the head never learned are always wrong: probabilities
+    fitted on the known rows alone overstate confidence by their share."""
+    logits, labels = _sample(4000, 5, 1.0, seed=2)
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)  # calibrated on the known labels, by construction
+    gold = labels.copy()
+    gold[::10] = -1  # a tenth of the rows: a label the head does not have
+    spec = HeadSpec(labels=list("abcde"))
+    set_decisions(spec, p, gold, 0.9)
+    assert spec.unlisted == pytest.approx(0.1)
+    naive = expected_calibration_error(p.max(axis=1), p.argmax(axis=1) == gold)
+    assert spec.metrics["ece"] < naive / 2
+    scaled = p.max(axis=1) * 0.9
+    assert spec.metrics["ece"] == pytest.approx(
+        expected_calibration_error(scaled, p.argmax(axis=1) == gold)
+    )
+    set_decisions(spec, p, np.full(len(gold), -1), 0.9)
+    assert spec.unlisted == MAX_UNLISTED
 
 
 def test_calibration_threshold_edge_cases() -> None:

@@ -96,9 +96,24 @@ def calibrate_heads(
     return metrics
 
 
+#: At most this share of probability goes to labels a head does not know: a dev set
+#: where more rows than that have unknown labels says the head is the wrong one.
+MAX_UNLISTED = 0.5
+
+
 def set_decisions(spec: HeadSpec, probs: np.ndarray, gold: np.ndarray, target: float) -> None:
-    """A head's abstain threshold and dev metrics from its final dev probabilities
-    [n, k] on the labelled rows (`gold`: label index, -1 for a label it does not know)."""
+    """A head's unlisted share, abstain threshold and dev metrics from its dev
+    probabilities [n, k] on the labelled rows (`gold`: label index, -1 for a label it
+    does not know), before the unlisted scaling (which is applied here, as `predict`
+    applies it last).
+
+    The unlisted share is the maximum-likelihood probability of an extra "none of
+    these labels" class: the dev share of rows with an unknown label. Without it,
+    probabilities fitted on the known rows are overconfident by about that share
+    on all rows, which is what production sees.
+    """
+    spec.unlisted = round(min(float(np.mean(gold < 0)) if len(gold) else 0.0, MAX_UNLISTED), 6)
+    probs = probs * (1.0 - spec.unlisted)
     spec.abstain_threshold = abstain_threshold(
         probs.max(axis=1), probs.argmax(axis=1) == gold, target
     )
