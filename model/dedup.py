@@ -52,7 +52,7 @@ FEATURES: tuple[str, ...] = (
     # (text and address read together; each +1 same, -1 different, 0 unknown).
     # A street feature (the address's street, gang number included) was tried
     # too: the address trigrams above already carry it, and it lowered
-    # cross-validated F1 on the calibration pairs (0.865 -> 0.854).
+    # cross-validated F1 on the calibration pairs (docs/benchmarks.md).
     "same_house",  # house numbers ("no. 12", "5/20" in an address)
     "same_rt_rw",  # RT and RW numbers
     "same_identifier",  # NIK, phone, other ID numbers, e-mail (the same reporter or case)

@@ -318,7 +318,10 @@ class DuplicateOut(BaseModel):
         description="The earlier complaint's text, redacted ([NIK], [TELEPON], ...) and cut.",
         examples=["Lampu PJU Jl. Ketintang Baru mati total, hp saya [TELEPON]"],
     )
-    exact: bool = Field(description="An exact re-submission of the same text.")
+    exact: bool = Field(
+        description="An exact re-submission: the same text, and no location evidence "
+        "(house number, RT/RW, kelurahan) that it is about another spot."
+    )
 
 
 class RouteResponse(BaseModel):
