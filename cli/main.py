@@ -690,4 +690,8 @@ def predict_cmd(
 from cli import dedup_cmd, index_cmd, serve_cmd  # noqa: E402,F401
 
 if __name__ == "__main__":
-    main()
+    # `python -m cli.main` runs this file as `__main__`, a second copy of the module:
+    # the command groups above registered on `cli.main.app`, not on this copy's `app`.
+    from cli.main import main as registered_main
+
+    registered_main()

@@ -58,6 +58,25 @@ def test_cli_every_command_has_help(command: list[str], capsys: pytest.CaptureFi
     assert "Usage: aduan " + " ".join(command) in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", [["serve"], ["dedup", "score"], ["index", "stats"]])
+def test_cli_as_python_module_has_the_command_groups(command: list[str]) -> None:
+    """`python -m cli.main` (what bench/accuracy.py runs) knows the commands that live
+    in their own modules too, as the `aduan` script does."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", *command, "--help"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert "Usage: aduan " + " ".join(command) in proc.stdout
+
+
 def test_cli_predict_writes_one_line_per_row(
     bundle_dir: Path, complaints: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
