@@ -69,18 +69,23 @@ _BOILERPLATE = frozenset(
     "surabaya jawa timur indonesia blok depan samping dekat sebelah".split()
 )
 # House numbers: "no 12", "No.66 B", "nomor 3a" (not "no. 0812...", a phone).
+# (The leading look-aheads below only make the scans fast: most positions fail on
+# their first character.)
 _HOUSE_NUMBER = re.compile(
-    r"\b(?:no|nomor|nomer|nmr)\b\.?\s*:?\s*0*(\d{1,4})(?!\d)\s?([a-z](?![a-z]))?"
+    r"(?=n)\b(?:no|nomor|nomer|nmr)\b\.?\s*:?\s*0*(\d{1,4})(?!\d)\s?([a-z](?![a-z]))?"
 )
 # "gang/house" in an address, as Surabaya writes it ("Jetis Wetan Gg.6/29",
 # "Dupak Bangunrejo 5/20"); not a date ("8/2/2022") nor RT/RW ("rt/rw 3/1").
 _GANG_SLASH_HOUSE = re.compile(
-    r"(?<![\d/\-])(?<!\d\.)(?<!rw)(?<!rw )(?<!rw\.)"  # not inside a date, not RT/RW
+    r"(?=\d)(?<![\d/\-])(?<!\d\.)(?<!rw)(?<!rw )(?<!rw\.)"  # not in a date, not RT/RW
     r"(\d{1,3})\s?/\s?0*(\d{1,4})(?![\d/])\s?([a-z](?![a-z]))?"
 )
 # RT and RW: "RT 07 RW 01", "rt.3/rw.2", "RT/RW 03/01", "rt03".
-_RT_RW_PAIR = re.compile(r"\brt\s*/\s*rw\b\.?\s*:?\s*0*(\d{1,3})\s*[/.\-]\s*0*(\d{1,3})(?!\d)")
-_RT_OR_RW = re.compile(r"\b(rt|rw)(?![a-z])\.?\s*:?\s*0*(\d{1,3})(?!\d)")
+# One scan: the "RT/RW 03/01" form first (groups 1-2), else "RT 03" or "rw.1" (groups 3-4).
+_RT_RW = re.compile(
+    r"(?=rt)\brt\s*/\s*rw\b\.?\s*:?\s*0*(\d{1,3})\s*[/.\-]\s*0*(\d{1,3})(?!\d)"
+    r"|(?=r[tw])\b(rt|rw)(?![a-z])\.?\s*:?\s*0*(\d{1,3})(?!\d)"
+)
 _STOPWORDS = frozenset(
     "yang dan di ke dari ini itu untuk dengan pada ada tidak sudah saya kami kita mohon "
     "tolong bapak ibu pak bu terima kasih sekali karena atau juga akan bisa agar dalam "
@@ -168,7 +173,7 @@ def _shifted(t: datetime, delta: timedelta) -> str | None:
 
 # A query is paired with every candidate, and candidates recur across queries: the
 # token sets are cached (frozen, so a caller cannot change a cached value).
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=16384)
 def _words_and_numbers(text: str) -> tuple[frozenset[str], frozenset[str]]:
     """The content words (stopwords left out) and the short numbers (leading zeros
     dropped) of a text."""
@@ -181,7 +186,7 @@ def _words_and_numbers(text: str) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(words).difference(_STOPWORDS), frozenset(numbers)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=16384)
 def _identifiers(text: str) -> frozenset[str]:
     return personal_identifiers(text)
 
@@ -198,27 +203,20 @@ def _address_grams(address: str) -> frozenset[str]:
     return frozenset(words[i : i + 3] for i in range(len(words) - 2))
 
 
-@functools.lru_cache(maxsize=4096)
-def _house_numbers(text: str, address: str) -> frozenset[str]:
-    """House numbers named in the text or the address ("12", "66b")."""
-    found = {
-        n + (letter or "") for n, letter in _HOUSE_NUMBER.findall(f"{text}\n{address}".casefold())
-    }
-    found.update(
-        n + (letter or "") for _g, n, letter in _GANG_SLASH_HOUSE.findall(address.casefold())
-    )
-    return frozenset(found)
-
-
-@functools.lru_cache(maxsize=4096)
-def _rt_rw(text: str, address: str) -> frozenset[tuple[str, str]]:
-    """("rt", n) and ("rw", n) named in the text or the address (leading zeros dropped)."""
+@functools.lru_cache(maxsize=16384)
+def _spot(text: str, address: str) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+    """The house numbers ("12", "66b") and the ("rt", n) / ("rw", n) numbers named in
+    the text or the address (leading zeros dropped)."""
     folded = f"{text}\n{address}".casefold()
-    found: set[tuple[str, str]] = set()
-    for rt, rw in _RT_RW_PAIR.findall(folded):
-        found.update({("rt", rt), ("rw", rw)})
-    found.update(_RT_OR_RW.findall(_RT_RW_PAIR.sub(" ", folded)))
-    return frozenset(found)
+    houses = {n + (letter or "") for n, letter in _HOUSE_NUMBER.findall(folded)}
+    if address:
+        houses.update(
+            n + (letter or "") for _g, n, letter in _GANG_SLASH_HOUSE.findall(address.casefold())
+        )
+    rt_rw: set[tuple[str, str]] = set()
+    for rt, rw, kind, n in _RT_RW.findall(folded):
+        rt_rw.update({("rt", rt), ("rw", rw)} if kind == "" else {(kind, n)})
+    return frozenset(houses), frozenset(rt_rw)
 
 
 def _same_rt_rw(a: frozenset[tuple[str, str]], b: frozenset[tuple[str, str]]) -> float:
@@ -267,10 +265,8 @@ def pair_features(
     address_numbers = _signed_overlap(
         _address_numbers(a.address or ""), _address_numbers(b.address or "")
     )
-    house = _signed_overlap(
-        _house_numbers(a.text, a.address or ""), _house_numbers(b.text, b.address or "")
-    )
-    rt_rw = _same_rt_rw(_rt_rw(a.text, a.address or ""), _rt_rw(b.text, b.address or ""))
+    houses_a, rt_rw_a = _spot(a.text, a.address or "")
+    houses_b, rt_rw_b = _spot(b.text, b.address or "")
     identifier = _signed_overlap(_identifiers(a.text), _identifiers(b.text))
     exact = bool(a.text_hash) and a.text_hash == b.text_hash
     words_a, numbers_a = _words_and_numbers(a.text)
@@ -285,8 +281,8 @@ def pair_features(
         address,
         address_numbers,
         math.log1p(days),
-        house,
-        rt_rw,
+        _signed_overlap(houses_a, houses_b),
+        _same_rt_rw(rt_rw_a, rt_rw_b),
         identifier,
     ]
 

@@ -80,10 +80,9 @@ def test_pair_features_read_location_time_and_numbers() -> None:
 def test_house_and_rt_rw_numbers_are_read_from_text_and_address(
     text: str, address: str, houses: set[str], rt_rw: set[tuple[str, str]]
 ) -> None:
-    from model.dedup import _house_numbers, _rt_rw
+    from model.dedup import _spot
 
-    assert _house_numbers(text, address) == houses
-    assert _rt_rw(text, address) == rt_rw
+    assert _spot(text, address) == (houses, rt_rw)
 
 
 def test_pair_features_read_the_spot_and_the_person() -> None:
