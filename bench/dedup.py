@@ -1,6 +1,7 @@
 """Duplicate-detection benchmark: which embedding, and the calibrated scorer against its peers.
 
     python bench/dedup.py [--finetuned BUNDLE] [--threads 2]
+                          [--calibration IDS.csv] [--test IDS.csv]
 
 On the labelled Surabaya 2022 pairs in `data/labels/` (the calibration set
 `surabaya-2022-dup-pairs.csv` and the held-out `...-test.csv`, later in time,
@@ -20,6 +21,22 @@ calibration pairs in the same run:
 - `aduan scorer`: the bundle's combiner (text, location and time evidence,
   `model.dedup`), threshold from cross-validation on calibration,
 - `word overlap`: a lexical peer, the same best-F1 cut on word Jaccard.
+
+`--calibration` / `--test` take other `id_a,id_b,label` files of the same
+data set (ids only). The held-out pairs of the second labelling batch alone,
+which nobody had seen while the scorer was developed:
+
+    git show 327d27a:data/labels/surabaya-2022-dup-pairs-test.csv > first.csv
+    python - <<'PY'
+    import csv
+    first = {(r["id_a"], r["id_b"]) for r in csv.DictReader(open("first.csv"))}
+    rows = list(csv.DictReader(open("data/labels/surabaya-2022-dup-pairs-test.csv")))
+    with open("second.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["id_a", "id_b", "label"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(r for r in rows if (r["id_a"], r["id_b"]) not in first)
+    PY
+    python bench/dedup.py --test second.csv
 
 Texts are read from ../shared/data and never printed. Results are also written
 to $ADUAN_HOME/bench/dedup.json. Index figures: `bench/index.py`.
@@ -54,6 +71,8 @@ def main() -> None:
     parser.add_argument("--finetuned", type=Path, help="a fine-tuned bundle to compare")
     parser.add_argument("--data", default="surabaya-2022")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--calibration", type=Path, default=CALIBRATION, help="ids CSV to fit on")
+    parser.add_argument("--test", type=Path, default=TEST, help="ids CSV to score (held out)")
     args = parser.parse_args()
 
     import torch
@@ -79,8 +98,8 @@ def main() -> None:
     if not shared_data_available(args.data):
         sys.exit(f"shared data set {args.data!r} not found: this benchmark needs ../shared/data")
     complaints = load_complaints(args.data)
-    cal = pairs_from_ids(CALIBRATION, complaints)
-    test = pairs_from_ids(TEST, complaints)
+    cal = pairs_from_ids(args.calibration, complaints)
+    test = pairs_from_ids(args.test, complaints)
     y_cal = np.array([p.label for p in cal], dtype=int)
     y_test = np.array([p.label for p in test], dtype=int)
     print(
