@@ -917,6 +917,14 @@ class _Cache:
     def nlist(self) -> int:
         return int(self.index.nlist) if self.kind == "ivf" else 0
 
+    def put(self, rowids: np.ndarray, vectors: np.ndarray, rows: Sequence[_ColumnRow]) -> None:
+        """Add rows (not already in it) to every part of the cache: the faiss index, the
+        filter columns and, for IVF, the row codes."""
+        self.index.add_with_ids(vectors, rowids)
+        self.columns.set_rows(rowids, rows)
+        if self.codes is not None:
+            self.codes.set_rows(rowids, vectors)
+
 
 def _build(
     conn: sqlite3.Connection,
@@ -955,18 +963,15 @@ def _build(
         else:
             index = _new_flat(dim)
         columns = _Columns(int(rowids.max()) + 1 if n else 0)
+        cache = _Cache(index, columns, seq, trained_size=n if kind == "ivf" else 0, codes=codes)
         for ids, vecs, cols in _stream(conn, dim, where):
             if cancel is not None and cancel.is_set():
                 raise _Cancelled
-            index.add_with_ids(vecs, ids)
-            columns.set_rows(ids, cols)
-            if codes is not None:
-                codes.set_rows(ids, vecs)
+            cache.put(ids, vecs, cols)
             if exact is not None:
                 exact.update(ids, vecs)
     finally:
         conn.execute("COMMIT")
-    cache = _Cache(index, columns, seq, trained_size=n if kind == "ivf" else 0, codes=codes)
     if kind == "ivf":
         if exact is not None:
             cache.nprobe, cache.filter_boost, info["calibration"] = _calibrate(
@@ -1003,10 +1008,7 @@ def _catch_up(cache: _Cache, conn: sqlite3.Connection, dim: int, where: Path) ->
         _remove_ids(cache.index, np.concatenate([removed, changed]))
         cache.columns.kill(removed)
         for ids, vecs, cols in _stream(conn, dim, where, rowids=changed):
-            cache.index.add_with_ids(vecs, ids)
-            cache.columns.set_rows(ids, cols)
-            if cache.codes is not None:
-                cache.codes.set_rows(ids, vecs)
+            cache.put(ids, vecs, cols)
         cache.seq = seq
         return len(removed) + len(changed)
     finally:
@@ -1587,10 +1589,7 @@ class FaissSqliteIndex:
             order = [i for i, _ in changed] + new
             rowids = np.array([r for _, r in changed] + new_rowids, dtype=np.int64)
             _remove_ids(self._cache.index, rowids[: len(changed)])
-            self._cache.index.add_with_ids(vecs[order], rowids)
-            self._cache.columns.set_rows(rowids, [rows[i][1] for i in order])
-            if self._cache.codes is not None:
-                self._cache.codes.set_rows(rowids, vecs[order])
+            self._cache.put(rowids, vecs[order], [rows[i][1] for i in order])
             self._cache.seq = seq
         self._maybe_rebuild()
         return result
