@@ -20,7 +20,9 @@ calibration pairs in the same run:
 - `cosine cut`: one similarity threshold (the best-F1 cut on calibration),
 - `aduan scorer`: the bundle's combiner (text, location and time evidence,
   `model.dedup`), threshold from cross-validation on calibration,
-- `word overlap`: a lexical peer, the same best-F1 cut on word Jaccard.
+- `word overlap`: a lexical peer, the same best-F1 cut on word Jaccard,
+- `no rare words`: the aduan scorer fitted without its `shared_rare_words`
+  feature (the column held at 0), to show what that feature adds.
 
 `--calibration` / `--test` take other `id_a,id_b,label` files of the same
 data set (ids only). The held-out pairs of the second labelling batch alone,
@@ -66,6 +68,13 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(roc_auc_score(labels, scores))
 
 
+def _without(x: np.ndarray, column: int) -> np.ndarray:
+    """`x` with one feature held at 0 (a constant column: the combiner cannot use it)."""
+    out = x.copy()
+    out[:, column] = 0.0
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--finetuned", type=Path, help="a fine-tuned bundle to compare")
@@ -86,6 +95,7 @@ def main() -> None:
         DuplicateFinder,
         best_threshold,
         fit_scorer,
+        fit_word_rarity,
         pair_metrics,
         score_features,
     )
@@ -123,21 +133,28 @@ def main() -> None:
             (f"fine-tuned {tuned.version}, passage:", tuned, "passage: "),
         ]
 
+    # How rare each word is, counted over the complaints the pairs come from (as
+    # `aduan dedup calibrate --data` does); the same table for every variant.
+    rarity = fit_word_rarity(complaints.texts())
     cos = FEATURES.index("cosine")
     words = FEATURES.index("word_overlap")
+    rare = FEATURES.index("shared_rare_words")
     rows = []
     for name, bundle, prompt in variants:
         bundle.dedup.prompt = prompt
+        bundle.dedup_words = rarity
         finder = DuplicateFinder(bundle)
         started = time.perf_counter()
         x_cal = pair_feature_matrix(finder, cal)
         x_test = pair_feature_matrix(finder, test)
         seconds = time.perf_counter() - started
         spec = fit_scorer(x_cal, y_cal)
+        without = fit_scorer(_without(x_cal, rare), y_cal)
         systems = {
             "cosine cut": (x_test[:, cos], best_threshold(x_cal[:, cos], y_cal)),
             "aduan scorer": (score_features(spec, x_test), spec.threshold),
             "word overlap": (x_test[:, words], best_threshold(x_cal[:, words], y_cal)),
+            "no rare words": (score_features(without, _without(x_test, rare)), without.threshold),
         }
         row = {
             "embedding": name,
@@ -152,6 +169,7 @@ def main() -> None:
             "embed_seconds": round(seconds, 1),
             "scorer": {
                 "cv": spec.metrics["cross_validated"],
+                "cv_no_rare_words": without.metrics["cross_validated"],
                 "weights": dict(zip(FEATURES, np.round(spec.weights, 3).tolist(), strict=True)),
             },
             "test": {k: pair_metrics(s, y_test, t).to_dict() for k, (s, t) in systems.items()},
@@ -169,8 +187,12 @@ def main() -> None:
                 f"{k:<16}{m['threshold']:>10.4f}{m['precision']:>11.3f}"
                 f"{m['recall']:>8.3f}{m['f1']:>8.3f}"
             )
-        cv = spec.metrics["cross_validated"]
-        print(f"(aduan scorer cross-validated on calibration: F1 {cv['f1']:.3f})")
+        cv = spec.metrics["cross_validated"]["f1"]
+        cv_without = without.metrics["cross_validated"]["f1"]
+        print(
+            f"(cross-validated on calibration: aduan scorer F1 {cv:.3f}, "
+            f"no rare words {cv_without:.3f})"
+        )
 
     out = aduan_home() / "bench" / "dedup.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,10 @@ ModelOpt = Annotated[Path, typer.Option("--model", help="Bundle directory.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Encoder batch size.")]
 
 
-def _read_pairs(pairs: Path, data: str | None, *, require_labels: bool) -> list:
+def _read_pairs(
+    pairs: Path, data: str | None, *, require_labels: bool
+) -> tuple[list, list[str] | None]:
+    """The pairs, and the texts of the complaints an ids CSV refers to (None for JSONL)."""
     from data.load import load_complaints
     from data.pairs import pairs_from_ids, read_pairs_jsonl
 
@@ -42,10 +45,11 @@ def _read_pairs(pairs: Path, data: str | None, *, require_labels: bool) -> list:
                 f"{pairs}: an id_a,id_b,label CSV names complaints by id; "
                 f"pass --data with the complaints it was labelled on (e.g. --data surabaya-2022)"
             )
-        return pairs_from_ids(pairs, load_complaints(data))
+        complaints = load_complaints(data)
+        return pairs_from_ids(pairs, complaints), complaints.texts()
     if data:
         raise UserError(f"{pairs}: --data is only used with an ids CSV; a JSONL carries its texts")
-    return read_pairs_jsonl(pairs, require_labels=require_labels)
+    return read_pairs_jsonl(pairs, require_labels=require_labels), None
 
 
 def _load_bundle(model: Path, threads: int | None) -> Any:
@@ -86,18 +90,22 @@ def dedup_calibrate(
 
     The threshold maximises F1 on cross-validated scores; the bundle records
     the cross-validated precision, recall and F1, and the number of pairs.
+    How rare each word is (the `shared_rare_words` feature) is counted over
+    the --data complaints, or over the pairs' texts for a JSONL file.
     """
     from model.bundle import Bundle
     from training.dedup import calibrate_dedup
 
     _set_threads(threads)
     bundle = Bundle.load(model)
-    labelled = _read_pairs(pairs, data, require_labels=True)
+    labelled, documents = _read_pairs(pairs, data, require_labels=True)
     if window_days is not None:
         bundle.dedup.window_days = window_days
     started = time.perf_counter()
     try:
-        spec = calibrate_dedup(bundle, labelled, batch_size=batch_size, seed=seed)
+        spec = calibrate_dedup(
+            bundle, labelled, documents=documents, batch_size=batch_size, seed=seed
+        )
     except ValueError as exc:
         raise UserError(f"{pairs}: {exc}") from None
     spec.metrics["source"] = pairs.name

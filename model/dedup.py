@@ -24,7 +24,7 @@ import functools
 import hashlib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -36,6 +36,7 @@ from data.load import Complaints
 from data.text import normalize_text, personal_identifiers, snippet
 from model.bundle import Bundle, DedupSpec
 from model.index import JAKARTA, ComplaintIndex, IndexedComplaint, SearchFilter, place_key
+from model.rarity import WordRarity
 
 #: Pair features, in the order the combiner's weights use.
 FEATURES: tuple[str, ...] = (
@@ -56,6 +57,10 @@ FEATURES: tuple[str, ...] = (
     "same_house",  # house numbers ("no. 12", "5/20" in an address)
     "same_rt_rw",  # RT and RW numbers
     "same_identifier",  # NIK, phone, other ID numbers, e-mail (the same reporter or case)
+    # The specific words two texts share (a street, a school, a name, a plate), each
+    # weighed by its rarity among complaints: log(1 + sum of their idf), 0 without a
+    # word-rarity table (`model.rarity`, fitted when the scorer is calibrated).
+    "shared_rare_words",
 )
 
 # Content words (3+ letters) and short numbers (not part of a longer number, a
@@ -250,10 +255,28 @@ def _agree(a: str | None, b: str | None) -> float:
     return 1.0 if ka == kb else -1.0
 
 
+def fit_word_rarity(texts: Iterable[str]) -> WordRarity:
+    """The word-rarity table of a complaint collection, over the content words the pair
+    features read (each text normalised as the index stores it)."""
+    return WordRarity.fit(_words_and_numbers(normalize_text(t))[0] for t in texts)
+
+
+def _shared_rarity(shared: AbstractSet[str], words: WordRarity | None) -> float:
+    if words is None or not shared:
+        return 0.0
+    return math.log1p(sum(words.idf(w) for w in shared))
+
+
 def pair_features(
-    a: IndexedComplaint, b: IndexedComplaint, cosine: float, *, window_days: int = 45
+    a: IndexedComplaint,
+    b: IndexedComplaint,
+    cosine: float,
+    *,
+    window_days: int = 45,
+    words: WordRarity | None = None,
 ) -> list[float]:
-    """The `FEATURES` of one pair, given the cosine of their duplicate embeddings."""
+    """The `FEATURES` of one pair, given the cosine of their duplicate embeddings and
+    the word-rarity table (`None`: `shared_rare_words` is 0)."""
     days = days_apart(a.created_at, b.created_at)
     if days is None:
         days = window_days / 2
@@ -284,6 +307,7 @@ def pair_features(
         _signed_overlap(houses_a, houses_b),
         _same_rt_rw(rt_rw_a, rt_rw_b),
         identifier,
+        _shared_rarity(words_a & words_b, words),
     ]
 
 
@@ -293,10 +317,11 @@ def feature_matrix(
     cosines: np.ndarray,
     *,
     window_days: int = 45,
+    words: WordRarity | None = None,
 ) -> np.ndarray:
     """Features [n_pairs, len(FEATURES)] for pairs (a[i], b[i])."""
     rows = [
-        pair_features(x, y, float(c), window_days=window_days)
+        pair_features(x, y, float(c), window_days=window_days, words=words)
         for x, y, c in zip(a, b, cosines, strict=True)
     ]
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
@@ -309,6 +334,13 @@ _PLACE_CONFLICTS: tuple[str, ...] = (
     "same_house",
     "same_rt_rw",
 )
+
+
+def _weight(spec: DedupSpec, feature: str) -> float:
+    """The calibrated combiner's weight on `feature` (0 when it does not use it)."""
+    if not spec.calibrated or feature not in spec.features:
+        return 0.0
+    return float(spec.weights[spec.features.index(feature)])
 
 
 def resubmissions(x: np.ndarray) -> np.ndarray:
@@ -468,6 +500,12 @@ class DuplicateFinder:
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
         self.spec = bundle.dedup
+        self.words = bundle.dedup_words
+        if self.words is None and _weight(self.spec, "shared_rare_words"):
+            raise ValueError(
+                "the bundle's duplicate scorer weighs rare words but the bundle has no "
+                "word-rarity table; recalibrate it with `aduan dedup calibrate`"
+            )
 
     @property
     def embedding_id(self) -> str:
@@ -519,8 +557,13 @@ class DuplicateFinder:
     ) -> np.ndarray:
         """Duplicate probability for each pair (a[i], b[i]) given their embeddings."""
         cosines = np.einsum("ij,ij->i", va, vb) if len(a) else np.zeros(0)
-        x = feature_matrix(a, b, cosines, window_days=self.spec.window_days)
-        return score_features(self.spec, x)
+        return score_features(self.spec, self.features(a, b, cosines))
+
+    def features(
+        self, a: Sequence[IndexedComplaint], b: Sequence[IndexedComplaint], cosines: np.ndarray
+    ) -> np.ndarray:
+        """`feature_matrix` with this bundle's window and word-rarity table."""
+        return feature_matrix(a, b, cosines, window_days=self.spec.window_days, words=self.words)
 
     def window(self, complaint: IndexedComplaint, base: SearchFilter | None) -> SearchFilter:
         """The search filter for one complaint: its time window, the caller's filter, itself out."""
@@ -583,7 +626,7 @@ class DuplicateFinder:
                 continue
             others = [v[0] for v in cands.values()]
             sims = np.array([v[1] for v in cands.values()])
-            x = feature_matrix([c] * len(others), others, sims, window_days=self.spec.window_days)
+            x = self.features([c] * len(others), others, sims)
             scores = score_features(self.spec, x)
             resubmitted = resubmissions(x)
             keep = [

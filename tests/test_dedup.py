@@ -17,6 +17,7 @@ from model.dedup import (
     DuplicateFinder,
     best_threshold,
     fit_scorer,
+    fit_word_rarity,
     make_complaint,
     pair_features,
     pair_metrics,
@@ -24,6 +25,7 @@ from model.dedup import (
     text_key,
 )
 from model.index import IndexedComplaint
+from model.rarity import WordRarity, word_key
 
 LAMP = "Lampu PJU di Jl. Ketintang Baru no 12 mati sudah seminggu, mohon diperbaiki"
 
@@ -122,6 +124,48 @@ def test_same_text_at_another_house_is_no_automatic_duplicate() -> None:
     x = np.array([pair_features(a, b, 1.0) for b in rows])
     assert resubmissions(x).tolist() == [True, False, False, True]
     assert score_features(DedupSpec(), x).tolist() == [1.0, 0.0, 0.0, 1.0]
+
+
+def test_word_rarity_counts_documents_and_stores_no_words(tmp_path: Path) -> None:
+    texts = [
+        "lampu mati di jalan ketintang",
+        "lampu mati di jalan jemursari",
+        "sampah di jalan ngagel",
+        "Lampu Jalan Ketintang mati lagi",
+    ]
+    words = fit_word_rarity(texts)
+    assert words.documents == 4
+    assert words.counts[word_key("jalan")] == 4  # casefolded like the features
+    assert words.counts[word_key("ketintang")] == 2
+    assert word_key("ngagel") not in words.counts  # in one complaint only: not stored
+    assert words.idf("jalan") == pytest.approx(np.log(5 / 5))
+    assert words.idf("ketintang") == pytest.approx(np.log(5 / 3))
+    assert words.idf("ngagel") == words.idf("never-seen") == pytest.approx(np.log(5 / 2))
+    words.save(tmp_path / "w.npz")
+    assert WordRarity.load(tmp_path / "w.npz") == words
+    raw = (tmp_path / "w.npz").read_bytes()
+    assert b"ketintang" not in raw and b"jalan" not in raw  # hashed, never the word
+
+
+def test_shared_rare_words_weigh_specific_words_over_topic_words() -> None:
+    texts = [f"lampu jalan mati di gang {i}" for i in range(20)]
+    texts += ["pohon tumbang di kembang kuning", "pohon tumbang kembang kuning lagi"]
+    words = fit_word_rarity(texts)
+    topic = pair_features(
+        make_complaint("lampu jalan mati depan masjid"),
+        make_complaint("lampu jalan mati depan sekolah"),
+        0.9,
+        words=words,
+    )
+    place = pair_features(
+        make_complaint("pohon tumbang di kembang kuning"),
+        make_complaint("ada pohon roboh kembang kuning"),
+        0.9,
+        words=words,
+    )
+    f = FEATURES.index("shared_rare_words")
+    assert place[f] > topic[f] > 0.0
+    assert pair_features(make_complaint(texts[-1]), make_complaint(texts[-2]), 0.9)[f] == 0.0
 
 
 def test_words_and_numbers_skip_stopwords_long_numbers_and_decimals() -> None:
@@ -339,9 +383,11 @@ def test_embedding_id_follows_the_weights_and_prompt(tiny_bundle: Bundle) -> Non
 def test_dedup_spec_survives_save_and_load(tiny_bundle: Bundle, tmp_path: Path) -> None:
     x, y = _synthetic_pairs(100)
     tiny_bundle.dedup = fit_scorer(x, y)
+    tiny_bundle.dedup_words = fit_word_rarity(["lampu mati", "lampu jalan mati", "sampah"])
     tiny_bundle.save(tmp_path / "b")
     loaded = Bundle.load(tmp_path / "b")
     assert loaded.dedup == tiny_bundle.dedup
+    assert loaded.dedup_words == tiny_bundle.dedup_words
     # saving a loaded bundle in place (as `dedup calibrate` does) keeps it loadable
     loaded.dedup.threshold = 0.5
     loaded.save(tmp_path / "b", overwrite=True)
@@ -395,6 +441,10 @@ def test_cli_calibrate_then_score(tiny_bundle: Bundle, tmp_path: Path) -> None:
     calibrated = Bundle.load(model, verify_hashes=True)
     assert calibrated.dedup.calibrated
     assert calibrated.dedup.metrics["pairs"] == 40
+    assert calibrated.dedup_words is not None  # counted over the pairs' distinct texts
+    assert calibrated.dedup_words.documents == len(
+        {row[side]["text"] for row in _labelled_pairs(40) for side in ("a", "b")}  # type: ignore[index]
+    )
     assert calibrated.dedup.metrics["cross_validated"]["f1"] > 0.9
 
     unlabelled = [{k: v for k, v in row.items() if k != "label"} for row in _labelled_pairs(6)]
@@ -409,6 +459,15 @@ def test_cli_calibrate_then_score(tiny_bundle: Bundle, tmp_path: Path) -> None:
     assert [line["duplicate"] for line in lines] == [i % 2 == 0 for i in range(6)]
     for line in lines:
         assert line["duplicate"] == (line["score"] >= calibrated.dedup.threshold)
+
+
+def test_scorer_weighing_rare_words_needs_the_word_table(tiny_bundle: Bundle) -> None:
+    tiny_bundle.dedup = _hand_scorer()
+    tiny_bundle.dedup_words = None
+    DuplicateFinder(tiny_bundle)  # the word table is not needed while its weight is 0
+    tiny_bundle.dedup.weights[FEATURES.index("shared_rare_words")] = 1.0
+    with pytest.raises(ValueError, match="no word-rarity table; recalibrate"):
+        DuplicateFinder(tiny_bundle)
 
 
 def test_cli_calibrate_from_ids_csv_needs_data(
@@ -439,7 +498,10 @@ def test_cli_calibrate_from_ids_csv(tiny_bundle: Bundle, tmp_path: Path) -> None
     csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
     args = ["dedup", "calibrate", "--model", str(model), "--pairs", str(csv), "--data", str(data)]
     assert run(args) == 0
-    assert Bundle.load(model).dedup.metrics["pairs"] == 30
+    calibrated = Bundle.load(model)
+    assert calibrated.dedup.metrics["pairs"] == 30
+    # word rarity is counted over the --data complaints (60), not only the pairs' texts
+    assert calibrated.dedup_words is not None and calibrated.dedup_words.documents == 60
 
 
 def test_cli_score_bad_line_is_one_clean_error(

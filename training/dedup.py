@@ -13,7 +13,7 @@ The demo bundle is calibrated this way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -26,8 +26,8 @@ from model.dedup import (
     DuplicateFinder,
     connected_groups,
     days_apart,
-    feature_matrix,
     fit_scorer,
+    fit_word_rarity,
     make_complaint,
     pair_metrics,
     score_features,
@@ -56,16 +56,28 @@ def pair_feature_matrix(
 ) -> np.ndarray:
     a, b, va, vb = embed_pairs(finder, pairs, batch_size=batch_size)
     cosines = np.einsum("ij,ij->i", va, vb)
-    return feature_matrix(a, b, cosines, window_days=finder.spec.window_days)
+    return finder.features(a, b, cosines)
 
 
 def calibrate_dedup(
-    bundle: Bundle, pairs: Sequence[Pair], *, batch_size: int = 32, seed: int = 0
+    bundle: Bundle,
+    pairs: Sequence[Pair],
+    *,
+    documents: Iterable[str] | None = None,
+    batch_size: int = 32,
+    seed: int = 0,
 ) -> DedupSpec:
-    """Fit the bundle's duplicate scorer on labelled pairs and store it in `bundle.dedup`."""
+    """Fit the bundle's duplicate scorer on labelled pairs and store it in `bundle.dedup`.
+
+    The word-rarity table (`bundle.dedup_words`) is counted over `documents`, the
+    complaint texts the pairs come from, or else over the pairs' distinct texts.
+    """
     labels = np.array([p.label for p in pairs], dtype=object)
     if any(v is None for v in labels):
         raise ValueError("every calibration pair needs a label")
+    if documents is None:
+        documents = dict.fromkeys(side.text for p in pairs for side in (p.a, p.b))
+    bundle.dedup_words = fit_word_rarity(documents)
     finder = DuplicateFinder(bundle)
     x = pair_feature_matrix(finder, pairs, batch_size=batch_size)
     spec = fit_scorer(x, labels.astype(int), base=bundle.dedup, seed=seed)

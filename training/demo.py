@@ -52,5 +52,5 @@ def calibrate_demo_dedup(bundle: Bundle, *, seed: int = 0) -> None:
     samples = load_complaints(SAMPLE_DATA, label_columns=["duplicate_of"])
     vectors = DuplicateFinder(bundle).embed(samples.texts())
     pairs = pairs_from_duplicate_of(samples, vectors, window_days=bundle.dedup.window_days)
-    calibrate_dedup(bundle, pairs, seed=seed)
+    calibrate_dedup(bundle, pairs, documents=samples.texts(), seed=seed)
     bundle.dedup.metrics["source"] = f"{SAMPLE_DATA.name} (duplicate_of)"
