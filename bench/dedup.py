@@ -26,7 +26,7 @@ calibration pairs in the same run:
 
 `--calibration` / `--test` take other `id_a,id_b,label` files of the same
 data set (ids only). The held-out pairs of the second labelling batch alone,
-which nobody had seen while the scorer was developed:
+which nobody had seen while session 10's features were chosen:
 
     git show 327d27a:data/labels/surabaya-2022-dup-pairs-test.csv > first.csv
     python - <<'PY'
