@@ -497,6 +497,8 @@ def main() -> None:
     args.runtimes = [r for r in args.runtimes.split(",") if r]
     if not args.runtimes or set(args.runtimes) - set(RUNTIMES):
         parser.error(f"--runtimes takes a list of {', '.join(RUNTIMES)}")
+    if shutil.which(WRK) is None:  # checked first: the index takes minutes to build
+        parser.error(f"{WRK} (the HTTP load generator) is not installed: apt-get install wrk")
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the servers
     import torch
