@@ -502,6 +502,10 @@ def test_cli_calibrate_from_ids_csv(tiny_bundle: Bundle, tmp_path: Path) -> None
     assert calibrated.dedup.metrics["pairs"] == 30
     # word rarity is counted over the --data complaints (60), not only the pairs' texts
     assert calibrated.dedup_words is not None and calibrated.dedup_words.documents == 60
+    assert calibrated.dedup.metrics["word_rarity"] == {
+        "documents": 60,
+        "words": len(calibrated.dedup_words.counts),
+    }
 
 
 def test_cli_score_bad_line_is_one_clean_error(

@@ -82,6 +82,8 @@ def calibrate_dedup(
     x = pair_feature_matrix(finder, pairs, batch_size=batch_size)
     spec = fit_scorer(x, labels.astype(int), base=bundle.dedup, seed=seed)
     spec.metrics["pairs"] = len(pairs)
+    words = bundle.dedup_words
+    spec.metrics["word_rarity"] = {"documents": words.documents, "words": len(words.counts)}
     bundle.dedup = spec
     return spec
 
