@@ -121,6 +121,16 @@ class DedupSpec:
     threshold: float = 1.0
     metrics: dict[str, Any] = field(default_factory=dict)
 
+    def weight(self, feature: str) -> float:
+        """The calibrated combiner's weight on `feature` (0 when it does not use it)."""
+        if not self.calibrated or feature not in self.features:
+            return 0.0
+        return float(self.weights[self.features.index(feature)])
+
+
+#: The pair feature that reads the bundle's word-rarity table (`model.dedup`).
+RARE_WORDS_FEATURE = "shared_rare_words"
+
 
 @dataclass
 class RoutingSpec:
@@ -394,6 +404,11 @@ class Bundle:
                 dedup_words = WordRarity.load(root / DEDUP_WORDS_FILE)
             except RarityError as exc:
                 raise BundleError(f"{root}: {exc}") from exc
+        elif dedup.weight(RARE_WORDS_FEATURE):
+            raise BundleError(
+                f"{root}: the duplicate scorer weighs rare words but {DEDUP_WORDS_FILE} is "
+                "missing; recalibrate it with `aduan dedup calibrate`"
+            )
         return cls(
             encoder=encoder,
             heads=heads,

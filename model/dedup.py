@@ -34,7 +34,7 @@ import numpy as np
 
 from data.load import Complaints
 from data.text import normalize_text, personal_identifiers, snippet
-from model.bundle import Bundle, DedupSpec
+from model.bundle import RARE_WORDS_FEATURE, Bundle, DedupSpec
 from model.index import JAKARTA, ComplaintIndex, IndexedComplaint, SearchFilter, place_key
 from model.rarity import WordRarity
 
@@ -60,7 +60,7 @@ FEATURES: tuple[str, ...] = (
     # The specific words two texts share (a street, a school, a name, a plate), each
     # weighed by its rarity among complaints: log(1 + sum of their idf), 0 without a
     # word-rarity table (`model.rarity`, fitted when the scorer is calibrated).
-    "shared_rare_words",
+    RARE_WORDS_FEATURE,  # "shared_rare_words"
 )
 
 # Content words (3+ letters) and short numbers (not part of a longer number, a
@@ -336,13 +336,6 @@ _PLACE_CONFLICTS: tuple[str, ...] = (
 )
 
 
-def _weight(spec: DedupSpec, feature: str) -> float:
-    """The calibrated combiner's weight on `feature` (0 when it does not use it)."""
-    if not spec.calibrated or feature not in spec.features:
-        return 0.0
-    return float(spec.weights[spec.features.index(feature)])
-
-
 def resubmissions(x: np.ndarray) -> np.ndarray:
     """Which feature rows are exact re-submissions: the same text, and no location
     evidence of different spots (the guide counts every re-submission as a
@@ -501,7 +494,7 @@ class DuplicateFinder:
         self.bundle = bundle
         self.spec = bundle.dedup
         self.words = bundle.dedup_words
-        if self.words is None and _weight(self.spec, "shared_rare_words"):
+        if self.words is None and self.spec.weight(RARE_WORDS_FEATURE):
             raise ValueError(
                 "the bundle's duplicate scorer weighs rare words but the bundle has no "
                 "word-rarity table; recalibrate it with `aduan dedup calibrate`"

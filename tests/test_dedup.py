@@ -11,7 +11,7 @@ import pytest
 
 from data.pairs import pairs_from_ids, read_pair_ids_csv, read_pairs_jsonl
 from data.schema import DataError
-from model.bundle import Bundle, DedupSpec
+from model.bundle import Bundle, BundleError, DedupSpec
 from model.dedup import (
     FEATURES,
     DuplicateFinder,
@@ -468,6 +468,14 @@ def test_scorer_weighing_rare_words_needs_the_word_table(tiny_bundle: Bundle) ->
     tiny_bundle.dedup.weights[FEATURES.index("shared_rare_words")] = 1.0
     with pytest.raises(ValueError, match="no word-rarity table; recalibrate"):
         DuplicateFinder(tiny_bundle)
+
+
+def test_bundle_missing_its_word_table_fails_to_load(tiny_bundle: Bundle, tmp_path: Path) -> None:
+    tiny_bundle.dedup = _hand_scorer()
+    tiny_bundle.dedup.weights[FEATURES.index("shared_rare_words")] = 1.0
+    tiny_bundle.save(tmp_path / "b")  # a hand-edited bundle: scorer without its table
+    with pytest.raises(BundleError, match="words.npz is missing; recalibrate"):
+        Bundle.load(tmp_path / "b")
 
 
 def test_cli_calibrate_from_ids_csv_needs_data(
