@@ -107,8 +107,9 @@ class DedupSpec:
     """
 
     # e5 prefix for the duplicate embedding. "query: ", the classifier's own prefix, lets one
-    # encoder pass serve both; on the labelled Surabaya pairs it ranks duplicates as well as
-    # "passage: " does with the pretrained encoder (bench/dedup.py, docs/benchmarks.md).
+    # encoder pass serve both; on the labelled Surabaya pairs the scorer does as well on it
+    # as on "passage: ", with the pretrained encoder and with a fine-tuned bundle's own
+    # (bench/dedup.py, docs/benchmarks.md).
     prompt: str = "query: "
     window_days: int = 45  # candidates are searched within this many days of the complaint
     candidates: int = 20  # nearest neighbours scored per complaint
