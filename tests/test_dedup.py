@@ -470,6 +470,15 @@ def test_scorer_weighing_rare_words_needs_the_word_table(tiny_bundle: Bundle) ->
         DuplicateFinder(tiny_bundle)
 
 
+def test_damaged_word_table_is_a_bundle_error(tiny_bundle: Bundle, tmp_path: Path) -> None:
+    tiny_bundle.dedup_words = fit_word_rarity(["lampu mati", "lampu jalan mati"])
+    tiny_bundle.save(tmp_path / "b")
+    words = tmp_path / "b" / "dedup" / "words.npz"
+    words.write_bytes(b"x" * words.stat().st_size)  # same size: only reading can tell
+    with pytest.raises(BundleError, match="word-rarity table cannot be read"):
+        Bundle.load(tmp_path / "b")
+
+
 def test_bundle_missing_its_word_table_fails_to_load(tiny_bundle: Bundle, tmp_path: Path) -> None:
     tiny_bundle.dedup = _hand_scorer()
     tiny_bundle.dedup.weights[FEATURES.index("shared_rare_words")] = 1.0
