@@ -67,6 +67,29 @@ def test_real_encoder_finds_sample_re_reports_in_an_index(tmp_path: Path) -> Non
     assert asked == 52
     assert found_right / asked > 0.7
 
+    # the samples' hard negatives teach it that another house on one street is another job
+    from model.dedup import make_complaint
+
+    text = "Lampu PJU depan rumah Jl. Ketintang Baru no {} mati sudah seminggu"
+    a, b = (
+        make_complaint(
+            text.format(n),
+            created_at=f"2024-03-0{day}T08:00:00",
+            kelurahan="Ketintang",
+            address=f"Jl. Ketintang Baru No. {n}",
+        )
+        for n, day in ((12, 1), (14, 3))
+    )
+    same = make_complaint(
+        "lampu jalan ketintang baru depan no 12 msh mati pak",
+        created_at="2024-03-09T19:30:00",
+        kelurahan="Ketintang",
+        address="jl ketintang baru no 12",
+    )
+    v = finder.embed([a.text, b.text, same.text])
+    scores = finder.score_pairs([a, a], [b, same], v[[0, 0]], v[[1, 2]])
+    assert scores[0] < bundle.dedup.threshold <= scores[1]
+
 
 @pytest.mark.shared_data
 def test_real_encoder_predict_on_shared_surabaya(
