@@ -35,7 +35,7 @@ BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Encoder batc
 def _read_pairs(
     pairs: Path, data: str | None, *, require_labels: bool
 ) -> tuple[list, list[str] | None]:
-    """The pairs, and the texts of the complaints an ids CSV refers to (None for JSONL)."""
+    """The pairs, and the texts of the `--data` complaints (None without --data)."""
     from data.load import load_complaints
     from data.pairs import pairs_from_ids, read_pairs_jsonl
 
@@ -47,9 +47,8 @@ def _read_pairs(
             )
         complaints = load_complaints(data)
         return pairs_from_ids(pairs, complaints), complaints.texts()
-    if data:
-        raise UserError(f"{pairs}: --data is only used with an ids CSV; a JSONL carries its texts")
-    return read_pairs_jsonl(pairs, require_labels=require_labels), None
+    found = read_pairs_jsonl(pairs, require_labels=require_labels)
+    return found, load_complaints(data).texts() if data else None
 
 
 def _load_bundle(model: Path, threads: int | None) -> Any:
@@ -76,7 +75,11 @@ def dedup_calibrate(
     ],
     data: Annotated[
         str | None,
-        typer.Option("--data", help="Complaints the ids CSV refers to (a file or a name)."),
+        typer.Option(
+            "--data",
+            help="Complaints the pairs come from (a file or a name): where an ids CSV's "
+            "texts are looked up, and what word rarity is counted over.",
+        ),
     ] = None,
     window_days: Annotated[
         int | None,
@@ -91,7 +94,8 @@ def dedup_calibrate(
     The threshold maximises F1 on cross-validated scores; the bundle records
     the cross-validated precision, recall and F1, and the number of pairs.
     How rare each word is (the `shared_rare_words` feature) is counted over
-    the --data complaints, or over the pairs' texts for a JSONL file.
+    the --data complaints, or without --data (a JSONL file) over the pairs'
+    own texts.
     """
     from model.bundle import Bundle
     from training.dedup import calibrate_dedup

@@ -487,6 +487,23 @@ def test_bundle_missing_its_word_table_fails_to_load(tiny_bundle: Bundle, tmp_pa
         Bundle.load(tmp_path / "b")
 
 
+def test_cli_calibrate_jsonl_counts_word_rarity_over_data(
+    tiny_bundle: Bundle, tmp_path: Path
+) -> None:
+    from cli.main import run
+
+    model = tmp_path / "bundle"
+    tiny_bundle.save(model)
+    pairs = _write_jsonl(tmp_path / "pairs.jsonl", _labelled_pairs(40))
+    corpus = _write_jsonl(
+        tmp_path / "corpus.jsonl", [{"text": f"keluhan nomor {i} soal jalan"} for i in range(75)]
+    )
+    args = ["dedup", "calibrate", "--model", str(model), "--pairs", str(pairs)]
+    assert run([*args, "--data", str(corpus)]) == 0
+    words = Bundle.load(model).dedup_words
+    assert words is not None and words.documents == 75
+
+
 def test_cli_calibrate_from_ids_csv_needs_data(
     tiny_bundle: Bundle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
