@@ -20,11 +20,23 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
+def _holds_pii(value: str) -> bool:
+    return any(count_pii(value).values())
+
+
 def accept_request_id(value: str | None) -> str:
-    """The client's request id if it is short, plain and holds no personal data; else a new one."""
-    if value and _REQUEST_ID.fullmatch(value) and not any(count_pii(value).values()):
+    """The client's request id if it is short, plain and holds no personal data; else a new one.
+
+    A new id is drawn again in the rare case its hex digits read like a phone
+    number or NIK: the log redactor would mask part of it, and the id in the
+    logs would no longer match the one the client got back.
+    """
+    if value and _REQUEST_ID.fullmatch(value) and not _holds_pii(value):
         return value
-    return uuid.uuid4().hex
+    while True:
+        new = uuid.uuid4().hex
+        if not _holds_pii(new):
+            return new
 
 
 class RequestIdFilter(logging.Filter):

@@ -107,6 +107,19 @@ def test_request_ids() -> None:
         assert new != bad and len(new) == 32
 
 
+def test_new_request_ids_survive_log_redaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generated id whose hex digits read like a phone number is drawn again, so the
+    id in the logs (which are redacted) is the one the client got back."""
+    import uuid
+
+    from data.text import redact
+
+    drawn = iter(["14930bded7914d0bb4b2c081234567890", "3f2a9c0d5e6b4a7c8d9e0f1a2b3c4d5e"])
+    monkeypatch.setattr(uuid, "uuid4", lambda: type("U", (), {"hex": next(drawn)})())
+    new = accept_request_id(None)
+    assert new == "3f2a9c0d5e6b4a7c8d9e0f1a2b3c4d5e" == redact(new)
+
+
 def test_request_id_in_every_response_and_log_line(
     make_app: AppFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
