@@ -77,12 +77,11 @@ def calibrate_dedup(
         raise ValueError("every calibration pair needs a label")
     if documents is None:
         documents = dict.fromkeys(side.text for p in pairs for side in (p.a, p.b))
-    bundle.dedup_words = fit_word_rarity(documents)
+    words = bundle.dedup_words = fit_word_rarity(documents)
     finder = DuplicateFinder(bundle)
     x = pair_feature_matrix(finder, pairs, batch_size=batch_size)
     spec = fit_scorer(x, labels.astype(int), base=bundle.dedup, seed=seed)
     spec.metrics["pairs"] = len(pairs)
-    words = bundle.dedup_words
     spec.metrics["word_rarity"] = {"documents": words.documents, "words": len(words.counts)}
     bundle.dedup = spec
     return spec
