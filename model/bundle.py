@@ -128,6 +128,15 @@ class DedupSpec:
             return 0.0
         return float(self.weights[self.features.index(feature)])
 
+    def without_words_problem(self) -> str | None:
+        """Why this scorer cannot score without a word-rarity table (None when it can)."""
+        if not self.weight(RARE_WORDS_FEATURE):
+            return None
+        return (
+            f"the duplicate scorer weighs rare words but the bundle has no word-rarity "
+            f"table ({DEDUP_WORDS_FILE}); recalibrate it with `aduan dedup calibrate`"
+        )
+
 
 #: The pair feature that reads the bundle's word-rarity table (`model.dedup`).
 RARE_WORDS_FEATURE = "shared_rare_words"
@@ -405,11 +414,8 @@ class Bundle:
                 dedup_words = WordRarity.load(root / DEDUP_WORDS_FILE)
             except RarityError as exc:
                 raise BundleError(f"{root}: {exc}") from exc
-        elif dedup.weight(RARE_WORDS_FEATURE):
-            raise BundleError(
-                f"{root}: the duplicate scorer weighs rare words but {DEDUP_WORDS_FILE} is "
-                "missing; recalibrate it with `aduan dedup calibrate`"
-            )
+        elif problem := dedup.without_words_problem():
+            raise BundleError(f"{root}: {problem}")
         return cls(
             encoder=encoder,
             heads=heads,

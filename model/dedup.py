@@ -294,10 +294,11 @@ def pair_features(
     exact = bool(a.text_hash) and a.text_hash == b.text_hash
     words_a, numbers_a = _words_and_numbers(a.text)
     words_b, numbers_b = _words_and_numbers(b.text)
+    shared = words_a & words_b
     return [
         float(cosine),
         1.0 if exact else 0.0,
-        _jaccard(words_a, words_b),
+        len(shared) / len(words_a | words_b) if words_a and words_b else 0.0,  # Jaccard
         _jaccard(numbers_a, numbers_b),
         _agree(a.kelurahan, b.kelurahan),
         _agree(a.kecamatan, b.kecamatan),
@@ -307,7 +308,7 @@ def pair_features(
         _signed_overlap(houses_a, houses_b),
         _same_rt_rw(rt_rw_a, rt_rw_b),
         identifier,
-        _shared_rarity(words_a & words_b, words),
+        _shared_rarity(shared, words),
     ]
 
 
@@ -494,11 +495,8 @@ class DuplicateFinder:
         self.bundle = bundle
         self.spec = bundle.dedup
         self.words = bundle.dedup_words
-        if self.words is None and self.spec.weight(RARE_WORDS_FEATURE):
-            raise ValueError(
-                "the bundle's duplicate scorer weighs rare words but the bundle has no "
-                "word-rarity table; recalibrate it with `aduan dedup calibrate`"
-            )
+        if self.words is None and (problem := self.spec.without_words_problem()):
+            raise ValueError(problem)
 
     @property
     def embedding_id(self) -> str:

@@ -466,7 +466,7 @@ def test_scorer_weighing_rare_words_needs_the_word_table(tiny_bundle: Bundle) ->
     tiny_bundle.dedup_words = None
     DuplicateFinder(tiny_bundle)  # the word table is not needed while its weight is 0
     tiny_bundle.dedup.weights[FEATURES.index("shared_rare_words")] = 1.0
-    with pytest.raises(ValueError, match="no word-rarity table; recalibrate"):
+    with pytest.raises(ValueError, match=r"no word-rarity table \(dedup/words.npz\); recalibrate"):
         DuplicateFinder(tiny_bundle)
 
 
@@ -483,7 +483,7 @@ def test_bundle_missing_its_word_table_fails_to_load(tiny_bundle: Bundle, tmp_pa
     tiny_bundle.dedup = _hand_scorer()
     tiny_bundle.dedup.weights[FEATURES.index("shared_rare_words")] = 1.0
     tiny_bundle.save(tmp_path / "b")  # a hand-edited bundle: scorer without its table
-    with pytest.raises(BundleError, match="words.npz is missing; recalibrate"):
+    with pytest.raises(BundleError, match=r"no word-rarity table \(dedup/words.npz\); recalibrate"):
         Bundle.load(tmp_path / "b")
 
 
