@@ -300,7 +300,7 @@ def bundle_exemplars(
     """
     from model.bundle import Bundle
     from training.evaluate import training_split
-    from training.routing import add_exemplars
+    from training.routing import add_dev_rows, add_exemplars
 
     _set_threads(threads)
     bundle = Bundle.load(model)
@@ -308,6 +308,8 @@ def bundle_exemplars(
         raise UserError(f"{model}: not a routed bundle (train it with --directory)")
     train, dev = training_split(bundle)
     dev_scores = add_exemplars(bundle, train, dev)
+    if bundle.training.get("refit_with_dev"):  # as the bundle was trained: dev rows vote too
+        bundle.training["refit_with_dev"]["exemplars_added"] = add_dev_rows(bundle, dev)
     bundle.save(model, overwrite=True)
     exemplars = bundle.router.exemplars
     n = 0 if exemplars is None else len(exemplars.office_ids)
@@ -335,12 +337,15 @@ def bundle_lexical(
     The training and dev rows are reloaded as `--baseline tfidf` reloads them,
     checked against the bundle's fingerprint. A routed bundle then chooses
     again whether its exemplars vote on the type, with the mixed probabilities.
+    Then, unless the config says "refit_with_dev": false, the lexical model and
+    exemplars learn from the dev rows too, as `aduan train` does.
     """
     from model.bundle import Bundle
     from training.evaluate import training_split
     from training.finetune import TrainConfig
     from training.lexical import fit_lexical
-    from training.routing import choose_type_votes, label_types
+    from training.refit import refit_with_dev
+    from training.routing import add_exemplars, choose_type_votes, label_types
 
     _set_threads(threads)
     try:
@@ -359,7 +364,13 @@ def bundle_lexical(
     if not report:
         raise UserError(f"{model}: no head could be given a lexical model (too few rows)")
     if bundle.router is not None:
-        choose_type_votes(bundle, dev)
+        if bundle.training.pop("refit_with_dev", {}).get("exemplars_added"):
+            add_exemplars(bundle, train, dev)  # without the dev rows, which then choose
+        else:
+            choose_type_votes(bundle, dev)
+    if config.refit_with_dev:
+        refit_with_dev(bundle, train_types, dev_types, office_dev=dev if bundle.router else None,
+                       lexical_config=config.lexical_config())  # fmt: skip
     bundle.save(model, overwrite=True)
     dev_acc = {
         h: {"head_only": r["dev_head_only"].get("accuracy"), "mixed": r["dev"].get("accuracy")}
@@ -562,6 +573,13 @@ def train(
         routing.attach(
             bundle, ROUTED_HEAD, router, office_rows, office_dev, dev_embeddings=dev_embeddings
         )
+    if config.refit_with_dev:
+        from training.refit import refit_with_dev
+
+        refit_with_dev(
+            bundle, train_set, dev_set, office_dev=office_dev if router else None,
+            dev_embeddings=dev_embeddings, lexical_config=config.lexical_config(),
+        )  # fmt: skip
     # How the rows were read, so `aduan evaluate --baseline` can train its peer on them.
     bundle.training["data"]["load"] = load
     bundle.save(out, overwrite=overwrite)

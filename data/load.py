@@ -135,6 +135,19 @@ class Complaints:
             ds = ds.select_columns(self.dataset.column_names)
         return replace(self, dataset=ds)
 
+    def concat(self, other: Complaints) -> Complaints:
+        """These rows followed by `other`'s (the same columns; e.g. train and dev of one
+        split, to fit on both), with this load's counts."""
+        import datasets
+
+        if other.dataset.column_names != self.dataset.column_names:
+            raise ValueError("cannot join complaints with different columns")
+        with _quiet_datasets():
+            ds = datasets.concatenate_datasets(
+                [self.dataset, other.dataset.cast(self.dataset.features)]
+            )
+        return replace(self, dataset=ds)
+
     def fingerprint(self) -> dict[str, Any]:
         """A stable summary of the rows, recorded in model bundles.
 

@@ -165,6 +165,11 @@ class Router:
         """The same router with other exemplars (type votes off until chosen again)."""
         return self._with(exemplars=exemplars, type_votes=False)
 
+    def with_rows(self, office_counts: Mapping[str, int], exemplars: Exemplars | None) -> Router:
+        """The same router learned from more rows: other office counts and exemplars, the
+        type votes kept as they were chosen."""
+        return self._with(office_counts=office_counts, exemplars=exemplars)
+
     def with_type_votes(self, on: bool) -> Router:
         """The same router with the exemplars' type votes on or off."""
         return self._with(type_votes=on)

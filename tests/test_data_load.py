@@ -400,6 +400,20 @@ def test_load_fingerprint_is_stable_and_sensitive(tmp_path: Path) -> None:
     assert load_complaints(b, label_columns=["agency"]).fingerprint()["sha256"] != fp["sha256"]
 
 
+def test_concat_joins_rows_of_the_same_columns(tmp_path: Path) -> None:
+    """Train and dev of one split joined (to fit on both): rows in order; a column that
+    is empty in one part (an all-null label) still joins."""
+    path = write("jsonl", tmp_path)
+    c = load_complaints(path, label_columns=["agency"])
+    first, second = c.select([0, 1]), c.select([2, 3])
+    empty = second.with_labels("agency", [None, None])
+    joined = first.concat(empty)
+    assert joined.ids() == c.ids() and joined.texts() == c.texts()
+    assert joined.labels("agency") == [*first.labels("agency"), None, None]
+    with pytest.raises(ValueError, match="different columns"):
+        first.concat(load_complaints(path))
+
+
 def test_load_importing_data_stays_light() -> None:
     code = "import sys, data; print('torch' in sys.modules, 'datasets' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

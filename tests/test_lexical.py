@@ -18,7 +18,13 @@ from model.predict import predict, predict_proba, preprocess
 from tests.tiny import write_keyword_complaints as write_rows
 from training.embedding import embed_rows
 from training.heads import HeadTrainConfig, train_heads
-from training.lexical import _class_weights, fit_lexical, fit_mix, fit_softmax_regression
+from training.lexical import (
+    _class_weights,
+    fit_lexical,
+    fit_mix,
+    fit_softmax_regression,
+    refit_lexical,
+)
 from training.splits import split_data
 
 
@@ -70,6 +76,31 @@ def test_lexical_model_rescues_weak_heads_and_survives_a_round_trip(
     bundle.lexical = None
     _, plain = predict_proba(bundle, texts)
     np.testing.assert_allclose(probs["topic"], plain["topic"], atol=1e-6)
+
+
+def test_refit_on_train_and_dev_keeps_what_dev_chose(
+    weak_bundle: tuple[Bundle, object, object],
+) -> None:
+    bundle, train, dev = weak_bundle
+    assert refit_lexical(bundle, train) == {}, "no lexical model: nothing to refit"  # type: ignore[arg-type]
+    fit_lexical(bundle, train, dev)  # type: ignore[arg-type]
+    before = bundle.lexical
+    chosen = {h: copy.deepcopy(s) for h, s in bundle.head_specs.items()}
+    both = train.concat(dev)  # type: ignore[attr-defined]
+    report = refit_lexical(bundle, both)
+    assert report["rows"] == len(both) and bundle.training["lexical"]["refit"] == report
+    assert bundle.lexical is not None and bundle.lexical is not before
+    assert set(bundle.lexical.heads) == set(before.heads)  # type: ignore[union-attr]
+    # the mixes, thresholds and dev metrics are those dev chose
+    for h, spec in bundle.head_specs.items():
+        assert spec == chosen[h]
+    # the regressions learned from more rows: other weights, the same answers here
+    topic = bundle.lexical.heads["topic"].coef
+    assert not np.array_equal(topic, before.heads["topic"].coef)  # type: ignore[union-attr]
+    texts = ["lampu mati tolong pak", "ktp kk sudah lama", "jalan rusak mohon segera"]
+    assert [p.heads["topic"].top[0].label for p in predict(bundle, texts)] == [
+        "Penerangan Jalan Umum", "Administrasi Kependudukan", "Jalan Rusak"
+    ]  # fmt: skip
 
 
 def test_a_damaged_lexical_model_is_a_clear_bundle_error(

@@ -367,10 +367,15 @@ def test_train_and_evaluate_a_routed_bundle_end_to_end(
     meta = json.loads((bundle / "bundle.json").read_text())
     assert meta["routing"]["head"] == "agency"
     counts = meta["routing"]["office_counts"]
-    assert sum(counts.values()) == meta["training"]["data"]["train"]["rows"]
+    data_record = meta["training"]["data"]
+    # once dev had chosen, its rows were counted and added as exemplars too
+    refit = meta["training"]["refit_with_dev"]
+    assert refit["exemplars_added"] == refit["dev_rows"] == data_record["dev"]["rows"] > 0
+    assert refit["lexical"]["rows"] == data_record["train"]["rows"] + data_record["dev"]["rows"]
+    assert sum(counts.values()) == data_record["train"]["rows"] + data_record["dev"]["rows"]
     assert set(counts) <= {o.id for o in OFFICES}
     assert set(meta["heads"]["agency"]["labels"]) == {"Kelurahan/Desa", "Dinas Perhubungan"}
-    # every training row of a type with several offices votes as an exemplar
+    # every training and dev row votes as an exemplar
     voters = Bundle.load(bundle).router.exemplars
     assert voters is not None and len(voters.office_ids) == sum(counts.values())
     # the dev rows decided whether the exemplars vote on the type, and say how
@@ -389,9 +394,17 @@ def test_train_and_evaluate_a_routed_bundle_end_to_end(
     assert lexical["heads"]["agency"]["mix"] == meta["heads"]["agency"]["lexical_mix"]
     capsys.readouterr()
     assert run(["bundle", "lexical", "--model", str(bundle)]) == 0
-    refit = json.loads(capsys.readouterr().out)
-    assert set(refit["dev_accuracy"]) == {"agency"} and refit["features"] == lexical["features"]
-    assert Bundle.load(bundle, verify_hashes=True).lexical is not None
+    relexed = json.loads(capsys.readouterr().out)
+    assert set(relexed["dev_accuracy"]) == {"agency"}
+    assert relexed["features"] == lexical["features"]
+    assert relexed["type_votes"] == meta["routing"]["type_votes"], "chosen without dev's votes"
+    again = Bundle.load(bundle, verify_hashes=True)
+    assert again.lexical is not None and again.router is not None
+    assert again.router.exemplars is not None
+    assert again.router.exemplars.office_ids == voters.office_ids, "dev rows added once"
+    redone = again.training["refit_with_dev"]
+    assert redone["exemplars_added"] == refit["exemplars_added"]
+    assert redone["lexical"]["rows"] == refit["lexical"]["rows"]
     capsys.readouterr()
     out = tmp_path / "eval"
     assert run(["evaluate", "--model", str(bundle), "--data", str(data), "--out", str(out),

@@ -38,6 +38,9 @@ def test_real_encoder_demo_bundle_learns_the_samples(tmp_path: Path) -> None:
     # each head is mixed with the lexical model, fitted on the same rows
     assert bundle.lexical is not None
     assert all(s.lexical_mix is not None for s in bundle.head_specs.values())
+    # once dev had chosen, the lexical model and the exemplars learned its rows too
+    refit = bundle.training["refit_with_dev"]
+    assert refit["exemplars_added"] == refit["dev_rows"] == bundle.training["data"]["dev"]["rows"]
     # the duplicate scorer is calibrated on the samples' duplicate_of pairs
     assert bundle.dedup.calibrated
     cv = bundle.dedup.metrics["cross_validated"]

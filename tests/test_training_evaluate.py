@@ -11,6 +11,7 @@ import pytest
 import model.encoder
 from cli.main import run
 from tests.tiny import write_keyword_complaints
+from training.baseline import TfidfBaseline
 from training.evaluate import Scored, coverage_at_precision, precision_at_coverage, score_head
 
 
@@ -84,6 +85,44 @@ def test_evaluate_cli_end_to_end_with_baseline(
     int8 = json.loads((int8_out / "metrics.json").read_text())
     assert int8["bundle"]["runtime"] == "onnx-int8"
     assert abs(int8["heads"]["topic"]["aduan"]["accuracy"] - topic["aduan"]["accuracy"]) <= 0.1
+
+
+def test_peer_refit_with_dev_keeps_its_dev_temperature() -> None:
+    """A bundle trained with `refit_with_dev` learned from the dev rows at the end; its
+    peer does the same: temperatures fitted on dev by the train-only fit, then the
+    models fitted again on train + dev (which teaches them a label only dev has)."""
+    train = ["lampu jalan mati", "lampu taman padam", "sampah menumpuk", "sampah dibakar"] * 3
+    labels = {"topic": ["lampu", "lampu", "sampah", "sampah"] * 3}
+    dev = ["lampu mati lagi", "sampah numpuk", "banjir di gang", "banjir lagi"]
+    dev_labels = {"topic": ["lampu", "sampah", "banjir", "banjir"]}
+    plain = TfidfBaseline().fit(train, labels, dev, dev_labels)
+    refit = TfidfBaseline().fit(train, labels, dev, dev_labels, refit_with_dev=True)
+    assert refit.temperatures == plain.temperatures
+    assert plain.labels("topic") == ["lampu", "sampah"]
+    assert refit.labels("topic") == ["banjir", "lampu", "sampah"]
+    probs = refit.predict_proba(["banjir besar di gang"])["topic"]
+    assert refit.labels("topic")[int(probs.argmax())] == "banjir"
+
+
+def test_train_spends_dev_on_the_final_fit_unless_the_config_says_not(
+    keyword_data: Path, tmp_path: Path
+) -> None:
+    from model.bundle import Bundle
+
+    no_refit = tmp_path / "config.json"
+    no_refit.write_text('{"refit_with_dev": false}', encoding="utf-8")
+    for name, extra in (("plain", ["--config", str(no_refit)]), ("refit", [])):
+        assert run(["train", "--data", str(keyword_data), "--out", str(tmp_path / name),
+                    "--label", "topic", "--split", "random", "--dev-fraction", "0.25",
+                    "--frozen-encoder", *extra]) == 0  # fmt: skip
+    plain, refit = Bundle.load(tmp_path / "plain"), Bundle.load(tmp_path / "refit")
+    assert "refit_with_dev" not in plain.training
+    rows = refit.training["data"]["train"]["rows"] + refit.training["data"]["dev"]["rows"]
+    assert refit.training["refit_with_dev"]["lexical"]["rows"] == rows
+    # what dev chose is the same either way; only the lexical model learned more rows
+    assert plain.head_specs["topic"] == refit.head_specs["topic"]
+    assert plain.lexical is not None and refit.lexical is not None
+    assert not np.array_equal(plain.lexical.heads["topic"].coef, refit.lexical.heads["topic"].coef)
 
 
 def test_evaluate_baseline_refuses_changed_training_data(

@@ -48,7 +48,12 @@ class TfidfBaseline:
         labels: dict[str, list[str | None]],
         dev_texts: Sequence[str] = (),
         dev_labels: dict[str, list[str | None]] | None = None,
+        *,
+        refit_with_dev: bool = False,
     ) -> TfidfBaseline:
+        """Fit on the training rows, each head's temperature on the dev rows; with
+        `refit_with_dev`, then fit again on both, keeping the temperatures (as a bundle
+        trained with `TrainConfig.refit_with_dev` did)."""
         x = self.vectorizer.fit_transform([normalize_text(t) for t in texts])
         x_dev = (
             self.vectorizer.transform([normalize_text(t) for t in dev_texts]) if dev_texts else None
@@ -65,6 +70,11 @@ class TfidfBaseline:
                 scores = self._scores(model, x_dev)
                 known = gold >= 0
                 self.temperatures[head] = fit_temperature(scores[known], gold[known])
+        if refit_with_dev and dev_labels is not None and len(dev_texts):
+            temperatures = dict(self.temperatures)
+            both = {h: list(v) + list(dev_labels[h]) for h, v in labels.items()}
+            self.fit([*texts, *dev_texts], both)
+            self.temperatures = temperatures
         return self
 
     @staticmethod

@@ -19,6 +19,7 @@ from training import routing
 from training.dedup import calibrate_dedup, pairs_from_duplicate_of
 from training.heads import HeadTrainConfig, train_heads
 from training.lexical import fit_lexical
+from training.refit import refit_with_dev
 from training.splits import split_data
 
 SAMPLES = Path(data.__file__).resolve().parent / "samples"
@@ -42,6 +43,7 @@ def build_demo_bundle(out: str | Path, *, seed: int = 0) -> Bundle:
     bundle = train_heads(train, dev, config, name="demo")
     fit_lexical(bundle, train, dev, target_precision=config.target_precision)
     routing.attach(bundle, "agency", router, offices, office_dev)
+    refit_with_dev(bundle, train, dev, office_dev=office_dev)
     calibrate_demo_dedup(bundle)
     bundle.save(out, overwrite=True)
     return bundle

@@ -186,6 +186,7 @@ def evaluate(
             {h: train.labels(h) for h in heads},
             dev.texts(),
             {h: dev.labels(h) for h in heads},
+            refit_with_dev=bool(bundle.training.get("refit_with_dev")),
         )
         peer_probs = peer.predict_proba(texts)
     train_counts = bundle.training.get("data", {}).get("train", {}).get("label_counts", {})

@@ -90,6 +90,9 @@ class TrainConfig:
     lexical_word_features: int = 20_000
     lexical_char_features: int = 40_000
     lexical_c: float = 10.0  # inverse L2 strength of its logistic regressions
+    # Once dev has chosen the epoch, mixes, thresholds and type votes, refit the
+    # lexical companion and a routed head's exemplars on train + dev (training.refit).
+    refit_with_dev: bool = True
 
     def lexical_config(self) -> LexicalConfig:
         return LexicalConfig(

@@ -95,36 +95,10 @@ def fit_lexical(
     """
     config = config or LexicalConfig()
     started = time.perf_counter()
-    texts = preprocess(bundle, train.texts())
-    word = TfidfVectorizer(**WORD, min_df=2, max_features=config.word_features, dtype=np.float32)
-    char = TfidfVectorizer(**CHAR, min_df=2, max_features=config.char_features, dtype=np.float32)
-    try:
-        x = sp.hstack([word.fit_transform(texts), char.fit_transform(texts)], format="csr")
-    except ValueError:  # too few rows for any n-gram to occur twice
-        log.warning("lexical model skipped: no n-gram occurs in two training rows")
+    lexical = fit_lexical_model(bundle, train, config)
+    if lexical is None:
         return {}
-    heads: dict[str, LexicalHead] = {}
-    for h, spec in bundle.head_specs.items():
-        if not spec.trained or h not in train.label_columns:
-            continue
-        y = label_indices(train.labels(h), spec.labels)
-        keep = y >= 0
-        if len(np.unique(y[keep])) < 2:
-            continue
-        weights = _class_weights(y[keep], config.class_weight_power)
-        heads[h] = fit_softmax_regression(
-            x[keep],
-            y[keep],
-            len(spec.labels),
-            c=config.c,
-            sample_weight=None if weights is None else weights[y[keep]],
-            max_iter=config.max_iter,
-            tol=config.tol,
-            history=config.history,
-        )
-    if not heads:
-        return {}
-    lexical = LexicalModel(word, char, heads)
+    heads = lexical.heads
 
     bundle.lexical = None  # dev probabilities of the heads alone
     dev_texts = dev.texts()
@@ -157,6 +131,70 @@ def fit_lexical(
     }
     bundle.training["lexical"] = out
     return out
+
+
+def refit_lexical(
+    bundle: Bundle, rows: Complaints, config: LexicalConfig | None = None
+) -> dict[str, Any]:
+    """Fit `bundle`'s lexical model again on `rows` (the training and dev rows together),
+    keeping each head's mix, abstain threshold and dev metrics (`fit_lexical` chose them
+    on dev with the model fitted on the training rows alone).
+
+    Why: the dev rows are the latest (`--split time`), the nearest to what the bundle
+    will be asked; once dev has made its choices they are better spent as training
+    rows. A bundle without a lexical model, or rows that give one for fewer heads, is
+    left as it was (an empty report). Returns what `bundle.training["lexical"]["refit"]`
+    records.
+    """
+    if bundle.lexical is None:
+        return {}
+    config = config or LexicalConfig(**bundle.training.get("lexical", {}).get("config", {}))
+    started = time.perf_counter()
+    lexical = fit_lexical_model(bundle, rows, config)
+    if lexical is None or not set(lexical.heads) >= set(bundle.lexical.heads):
+        log.warning("lexical model not refitted: the rows give it fewer heads")
+        return {}
+    lexical.heads = {h: lexical.heads[h] for h in bundle.lexical.heads}
+    bundle.lexical = lexical
+    out = {"rows": len(rows), "seconds": round(time.perf_counter() - started, 1)}
+    bundle.training.setdefault("lexical", {})["refit"] = out
+    return out
+
+
+def fit_lexical_model(
+    bundle: Bundle, train: Complaints, config: LexicalConfig | None = None
+) -> LexicalModel | None:
+    """Step 1 alone: the TF-IDF features and one regression per trained head of `bundle`,
+    fitted on `train`; None when no head can have one (see `fit_lexical`)."""
+    config = config or LexicalConfig()
+    texts = preprocess(bundle, train.texts())
+    word = TfidfVectorizer(**WORD, min_df=2, max_features=config.word_features, dtype=np.float32)
+    char = TfidfVectorizer(**CHAR, min_df=2, max_features=config.char_features, dtype=np.float32)
+    try:
+        x = sp.hstack([word.fit_transform(texts), char.fit_transform(texts)], format="csr")
+    except ValueError:  # too few rows for any n-gram to occur twice
+        log.warning("lexical model skipped: no n-gram occurs in two training rows")
+        return None
+    heads: dict[str, LexicalHead] = {}
+    for h, spec in bundle.head_specs.items():
+        if not spec.trained or h not in train.label_columns:
+            continue
+        y = label_indices(train.labels(h), spec.labels)
+        keep = y >= 0
+        if len(np.unique(y[keep])) < 2:
+            continue
+        weights = _class_weights(y[keep], config.class_weight_power)
+        heads[h] = fit_softmax_regression(
+            x[keep],
+            y[keep],
+            len(spec.labels),
+            c=config.c,
+            sample_weight=None if weights is None else weights[y[keep]],
+            max_iter=config.max_iter,
+            tol=config.tol,
+            history=config.history,
+        )
+    return LexicalModel(word, char, heads) if heads else None
 
 
 def _class_weights(y: np.ndarray, power: float) -> np.ndarray | None:

@@ -171,6 +171,39 @@ def choose_type_votes(
     return scores
 
 
+def add_dev_rows(
+    bundle: Bundle, dev: Complaints, *, dev_embeddings: np.ndarray | None = None
+) -> int:
+    """Once dev has decided the type votes (`choose_type_votes`), count the dev rows'
+    offices too and add those rows to the exemplars, like the training rows.
+
+    `dev` holds office labels (before `label_types`). The dev rows are the latest
+    (`--split time`), so they tell the most about which offices new complaints go
+    to. Returns how many rows were added (those whose label is a directory office).
+    """
+    router, head = bundle.router, bundle.routing.head
+    assert router is not None and head
+    labels = dev.labels(head)
+    found = [
+        (i, office)
+        for i, label in enumerate(labels)
+        if label and (office := router.directory.lookup(label)) is not None
+    ]
+    if not found:
+        return 0
+    counts = Counter(router.office_counts)
+    counts.update(office.id for _, office in found)
+    vectors = rows_embedded(bundle, dev.texts(), dev_embeddings, [i for i, _ in found])
+    ids = tuple(office.id for _, office in found)
+    old = router.exemplars
+    if old is not None:
+        vectors, ids = np.vstack([old.vectors, vectors]), old.office_ids + ids
+    chosen = bundle.routing.type_votes_dev
+    bundle.set_router(head, router.with_rows(counts, Exemplars(vectors, ids)))
+    bundle.routing.type_votes_dev = chosen
+    return len(found)
+
+
 def make_exemplars(
     bundle: Bundle, train: Complaints, head: str, directory: Directory
 ) -> Exemplars | None:
