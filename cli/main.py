@@ -363,8 +363,9 @@ def bundle_lexical(
                          target_precision=config.target_precision)  # fmt: skip
     if not report:
         raise UserError(f"{model}: no head could be given a lexical model (too few rows)")
+    refitted = bundle.training.pop("refit_with_dev", {})
     if bundle.router is not None:
-        if bundle.training.pop("refit_with_dev", {}).get("exemplars_added"):
+        if refitted.get("exemplars_added"):
             add_exemplars(bundle, train, dev)  # without the dev rows, which then choose
         else:
             choose_type_votes(bundle, dev)

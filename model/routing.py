@@ -161,9 +161,13 @@ class Router:
         """The same directory over another deployment scope (region codes; empty: national)."""
         return self._with(gazetteer=Gazetteer(self.table, scope=tuple(scope)))
 
-    def with_exemplars(self, exemplars: Exemplars | None) -> Router:
-        """The same router with other exemplars (type votes off until chosen again)."""
-        return self._with(exemplars=exemplars, type_votes=False)
+    def with_exemplars(
+        self, exemplars: Exemplars | None, office_counts: Mapping[str, int] | None = None
+    ) -> Router:
+        """The same router with other exemplars, and office counts when given (type votes
+        off until chosen again)."""
+        counts = self.office_counts if office_counts is None else office_counts
+        return self._with(exemplars=exemplars, office_counts=counts, type_votes=False)
 
     def with_rows(self, office_counts: Mapping[str, int], exemplars: Exemplars | None) -> Router:
         """The same router learned from more rows: other office counts and exemplars, the

@@ -386,7 +386,9 @@ def test_train_and_evaluate_a_routed_bundle_end_to_end(
     capsys.readouterr()
     assert run(["bundle", "exemplars", "--model", str(bundle)]) == 0
     assert json.loads(capsys.readouterr().out)["dev_exact_office_accuracy"] == dev_scores
-    again = Bundle.load(bundle, verify_hashes=True).router.exemplars
+    redone = Bundle.load(bundle, verify_hashes=True)
+    assert redone.routing.office_counts == counts, "the dev rows counted once"
+    again = redone.router.exemplars if redone.router else None
     assert again is not None and again.office_ids == voters.office_ids
     assert run(["bundle", "exemplars", "--model", str(tmp_path / "nothing")]) == 2
     # the lexical companion was fitted with the heads; `bundle lexical` refits it in place
@@ -402,6 +404,7 @@ def test_train_and_evaluate_a_routed_bundle_end_to_end(
     assert again.lexical is not None and again.router is not None
     assert again.router.exemplars is not None
     assert again.router.exemplars.office_ids == voters.office_ids, "dev rows added once"
+    assert again.routing.office_counts == counts
     redone = again.training["refit_with_dev"]
     assert redone["exemplars_added"] == refit["exemplars_added"]
     assert redone["lexical"]["rows"] == refit["lexical"]["rows"]

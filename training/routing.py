@@ -104,11 +104,14 @@ def attach(
             f"{len(orphan)} type(s) of head {head!r} have no office in scope in "
             f"{router.directory.source} (e.g. {orphan[0]!r}); widen --scope or add offices"
         )
-    offices = (router.directory.lookup(v) for v in train.labels(head) if v)
-    counts = Counter(o.id for o in offices if o is not None)
-    routed = Router(router.directory, router.gazetteer, office_counts=dict(counts))
-    bundle.set_router(head, routed)
+    bundle.set_router(head, Router(router.directory, router.gazetteer))
     add_exemplars(bundle, train, dev, dev_embeddings=dev_embeddings)
+
+
+def office_counts(rows: Complaints, head: str, directory: Directory) -> Counter[str]:
+    """How many of `rows` (office labels) went to each office of `directory`."""
+    offices = (directory.lookup(v) for v in rows.labels(head) if v)
+    return Counter(o.id for o in offices if o is not None)
 
 
 def add_exemplars(
@@ -118,16 +121,17 @@ def add_exemplars(
     *,
     dev_embeddings: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Embed `train`'s rows as the routed head's exemplars (`make_exemplars`); with
-    `dev`, let it decide whether they vote on the type (`choose_type_votes`).
+    """Embed `train`'s rows as the routed head's exemplars (`make_exemplars`), and count
+    their offices; with `dev`, let it decide whether they vote on the type
+    (`choose_type_votes`). Replaces any exemplars and counts the router had.
 
     Returns the dev figures (empty without `dev`).
     """
     router, head = bundle.router, bundle.routing.head
     assert router is not None and head
-    bundle.set_router(
-        head, router.with_exemplars(make_exemplars(bundle, train, head, router.directory))
-    )
+    exemplars = make_exemplars(bundle, train, head, router.directory)
+    counts = office_counts(train, head, router.directory)
+    bundle.set_router(head, router.with_exemplars(exemplars, counts))
     if dev is None:
         return {}
     return choose_type_votes(bundle, dev, dev_embeddings=dev_embeddings)
@@ -191,8 +195,7 @@ def add_dev_rows(
     ]
     if not found:
         return 0
-    counts = Counter(router.office_counts)
-    counts.update(office.id for _, office in found)
+    counts = Counter(router.office_counts) + office_counts(dev, head, router.directory)
     vectors = rows_embedded(bundle, dev.texts(), dev_embeddings, [i for i, _ in found])
     ids = tuple(office.id for _, office in found)
     old = router.exemplars
