@@ -77,6 +77,9 @@ def test_evaluate_cli_end_to_end_with_baseline(
         assert (out / name).stat().st_size > 0
     report = (out / "report.md").read_text()
     assert "| accuracy |" in report and "tfidf+linearsvc" in report
+    # the bundle learned from its dev rows at the end, and the peer did likewise
+    assert "final fit took in its" in report and "refitted with the dev rows" in report
+    assert metrics["bundle"]["refit_with_dev"]["dev_rows"] > 0
     assert metrics["bundle"]["runtime"] == "torch"
     # the serving runtime scores nearly the same (int8 weights) and says which it was
     int8_out = tmp_path / "eval-int8"

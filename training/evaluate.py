@@ -179,6 +179,7 @@ def evaluate(
     embeddings, probs = predict_proba(bundle, texts, batch_size=batch_size)
     peer: TfidfBaseline | None = None
     peer_probs: dict[str, np.ndarray] = {}
+    with_dev = bool(bundle.training.get("refit_with_dev"))  # as the bundle's final fit
     if baseline:
         train, dev = training_split(bundle)
         peer = TfidfBaseline().fit(
@@ -186,12 +187,16 @@ def evaluate(
             {h: train.labels(h) for h in heads},
             dev.texts(),
             {h: dev.labels(h) for h in heads},
-            refit_with_dev=bool(bundle.training.get("refit_with_dev")),
+            refit_with_dev=with_dev,
         )
         peer_probs = peer.predict_proba(texts)
     train_counts = bundle.training.get("data", {}).get("train", {}).get("label_counts", {})
     result: dict[str, Any] = {
-        "bundle": {"version": bundle.version, "path": str(bundle.path or "")},
+        "bundle": {
+            "version": bundle.version,
+            "path": str(bundle.path or ""),
+            "refit_with_dev": bundle.training.get("refit_with_dev", {}),
+        },
         "data": {
             "source": data.source,
             "rows": len(data),
@@ -239,7 +244,8 @@ def evaluate(
     if peer is not None:
         result["baseline"] = {
             "name": TfidfBaseline.name,
-            "trained_on": "the bundle's training rows",
+            "trained_on": "the bundle's training rows"
+            + (" (temperature fitted on dev, then refitted with the dev rows)" if with_dev else ""),
         }
     return result
 
@@ -357,8 +363,15 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> Path:
         f"- bundle: `{result['bundle']['version']}` ({result['bundle']['path']})",
         f"- data: `{result['data']['source']}`, {result['data']['rows']} rows",
     ]
+    refit = result["bundle"].get("refit_with_dev")
+    if refit:
+        lines.append(
+            f"- the bundle's final fit took in its {refit['dev_rows']} dev rows once dev had "
+            "chosen (lexical companion, routed exemplars)"
+        )
     if "baseline" in result:
-        lines.append(f"- peer: {result['baseline']['name']}, trained on the bundle's training rows")
+        peer = result["baseline"]
+        lines.append(f"- peer: {peer['name']}, trained on {peer['trained_on']}")
     for h, entry in result["heads"].items():
         systems = {"aduan": entry["aduan"]}
         if "baseline" in entry:
