@@ -367,7 +367,8 @@ class Service:
             for name, spec in b.head_specs.items()
         }
         dedup = b.dedup
-        data = b.training.get("data", {}) if isinstance(b.training, dict) else {}
+        training = b.training if isinstance(b.training, dict) else {}
+        data = training.get("data", {})
         return _jsonable(
             {
                 "name": b.name,
@@ -383,7 +384,9 @@ class Service:
                 },
                 "heads": heads,
                 "training_data": data,
+                # dev metrics are those of the fit before the dev rows joined it (if they did)
                 "dev_metrics": b.metrics.get("dev", b.metrics),
+                "refit_with_dev": training.get("refit_with_dev"),
                 "dedup": {
                     "calibrated": dedup.calibrated,
                     "threshold": dedup.threshold,

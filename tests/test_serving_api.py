@@ -256,6 +256,7 @@ def test_model_endpoint_describes_the_bundle(client: TestClient) -> None:
     assert info["heads"]["topic"]["n_labels"] == len(TOPICS)
     assert info["training_data"]["sha256"] == "0" * 64
     assert info["dev_metrics"]["agency"]["accuracy"] == 0.5
+    assert info["refit_with_dev"] is None, "the tiny bundle's final fit had no dev rows"
     assert info["dedup"]["calibrated"] is True and info["dedup"]["threshold"] == 0.5
     assert info["index"]["size"] == 0
 
