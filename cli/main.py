@@ -370,8 +370,7 @@ def bundle_lexical(
         else:
             choose_type_votes(bundle, dev)
     if config.refit_with_dev:
-        refit_with_dev(bundle, train_types, dev_types, office_dev=dev if bundle.router else None,
-                       lexical_config=config.lexical_config())  # fmt: skip
+        refit_with_dev(bundle, train_types, dev_types, office_dev=dev if bundle.router else None)
     bundle.save(model, overwrite=True)
     dev_acc = {
         h: {"head_only": r["dev_head_only"].get("accuracy"), "mixed": r["dev"].get("accuracy")}
@@ -579,7 +578,7 @@ def train(
 
         refit_with_dev(
             bundle, train_set, dev_set, office_dev=office_dev if router else None,
-            dev_embeddings=dev_embeddings, lexical_config=config.lexical_config(),
+            dev_embeddings=dev_embeddings,
         )  # fmt: skip
     # How the rows were read, so `aduan evaluate --baseline` can train its peer on them.
     bundle.training["data"]["load"] = load

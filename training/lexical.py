@@ -133,12 +133,11 @@ def fit_lexical(
     return out
 
 
-def refit_lexical(
-    bundle: Bundle, rows: Complaints, config: LexicalConfig | None = None
-) -> dict[str, Any]:
+def refit_lexical(bundle: Bundle, rows: Complaints) -> dict[str, Any]:
     """Fit `bundle`'s lexical model again on `rows` (the training and dev rows together),
-    keeping each head's mix, abstain threshold and dev metrics (`fit_lexical` chose them
-    on dev with the model fitted on the training rows alone).
+    with the settings `fit_lexical` recorded, keeping each head's mix, abstain threshold
+    and dev metrics (`fit_lexical` chose them on dev with the model fitted on the
+    training rows alone).
 
     Why: the dev rows are the latest (`--split time`), the nearest to what the bundle
     will be asked; once dev has made its choices they are better spent as training
@@ -148,7 +147,7 @@ def refit_lexical(
     """
     if bundle.lexical is None:
         return {}
-    config = config or LexicalConfig(**bundle.training.get("lexical", {}).get("config", {}))
+    config = LexicalConfig(**bundle.training.get("lexical", {}).get("config", {}))
     started = time.perf_counter()
     lexical = fit_lexical_model(bundle, rows, config)
     if lexical is None or not set(lexical.heads) >= set(bundle.lexical.heads):

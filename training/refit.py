@@ -26,7 +26,7 @@ import numpy as np
 
 from data.load import Complaints
 from model.bundle import Bundle
-from training.lexical import LexicalConfig, refit_lexical
+from training.lexical import refit_lexical
 from training.routing import add_dev_rows
 
 
@@ -37,14 +37,13 @@ def refit_with_dev(
     *,
     office_dev: Complaints | None = None,
     dev_embeddings: np.ndarray | None = None,
-    lexical_config: LexicalConfig | None = None,
 ) -> dict[str, Any]:
     """Refit the bundle's cheap parts on `train` + `dev` (labels as the heads learned
     them); `office_dev` is `dev` with office labels, for a routed head. Records and
     returns what was done in `bundle.training["refit_with_dev"]`."""
     report: dict[str, Any] = {"dev_rows": len(dev)}
     if len(dev) and bundle.lexical is not None:
-        report["lexical"] = refit_lexical(bundle, train.concat(dev), lexical_config)
+        report["lexical"] = refit_lexical(bundle, train.concat(dev))
     if len(dev) and bundle.router is not None and office_dev is not None:
         report["exemplars_added"] = add_dev_rows(bundle, office_dev, dev_embeddings=dev_embeddings)
     bundle.training["refit_with_dev"] = report

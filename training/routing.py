@@ -195,9 +195,9 @@ def add_dev_rows(
     ]
     if not found:
         return 0
-    counts = Counter(router.office_counts) + office_counts(dev, head, router.directory)
-    vectors = rows_embedded(bundle, dev.texts(), dev_embeddings, [i for i, _ in found])
     ids = tuple(office.id for _, office in found)
+    counts = Counter(router.office_counts) + Counter(ids)
+    vectors = rows_embedded(bundle, dev.texts(), dev_embeddings, [i for i, _ in found])
     old = router.exemplars
     if old is not None:
         vectors, ids = np.vstack([old.vectors, vectors]), old.office_ids + ids
