@@ -324,8 +324,8 @@ def bundle_lexical(
         Path | None,
         typer.Option(
             "--config",
-            help="JSON TrainConfig; its lexical_*, class_weight_power and target_precision "
-            "keys are used.",
+            help="JSON TrainConfig; its lexical_*, class_weight_power, target_precision and "
+            "refit_with_dev keys are used.",
         ),
     ] = None,
     threads: ThreadsOpt = None,
@@ -508,7 +508,9 @@ def train(
 
     Options not given come from --config, then from the TrainConfig defaults
     (shown as "default"). The dev split selects the best epoch and fits each
-    head's temperature and abstain threshold.
+    head's temperature and abstain threshold; then, unless the config says
+    "refit_with_dev": false, the dev rows join the final fit of the lexical
+    companion and the routed exemplars.
     """
     from dataclasses import replace
 
