@@ -28,7 +28,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,8 +231,15 @@ class Bundle:
             encoder_source_dir=Path(encoder_dir),
         )
 
-    def set_router(self, head: str, router: Router) -> None:
-        """Route `head` (whose labels are agency types) through `router` from now on."""
+    def set_router(
+        self, head: str, router: Router, *, type_votes_dev: Mapping[str, float] | None = None
+    ) -> None:
+        """Route `head` (whose labels are agency types) through `router` from now on.
+
+        `type_votes_dev`: the dev figures that chose `router.type_votes`
+        (`training.routing.choose_type_votes`), recorded with it; none when the
+        router's type votes were not chosen on dev.
+        """
         if head not in self.head_specs:
             raise BundleError(f"cannot route {head!r}: the bundle has no such head")
         self.routing = RoutingSpec(
@@ -242,6 +249,7 @@ class Bundle:
             regions_fingerprint=router.table.fingerprint(),
             office_counts=dict(sorted(router.office_counts.items())),
             type_votes=router.type_votes,
+            type_votes_dev=dict(type_votes_dev or {}),
         )
         self.router = router
 

@@ -155,31 +155,15 @@ class Router:
 
     def with_directory(self, directory: Directory) -> Router:
         """The same gazetteer and scope over another directory (an operator's edit)."""
-        return self._with(directory=directory)
+        return self.replace(directory=directory)
 
     def with_scope(self, scope: Sequence[str]) -> Router:
         """The same directory over another deployment scope (region codes; empty: national)."""
-        return self._with(gazetteer=Gazetteer(self.table, scope=tuple(scope)))
+        return self.replace(gazetteer=Gazetteer(self.table, scope=tuple(scope)))
 
-    def with_exemplars(
-        self, exemplars: Exemplars | None, office_counts: Mapping[str, int] | None = None
-    ) -> Router:
-        """The same router with other exemplars, and office counts when given (type votes
-        off until chosen again)."""
-        counts = self.office_counts if office_counts is None else office_counts
-        return self._with(exemplars=exemplars, office_counts=counts, type_votes=False)
-
-    def with_rows(self, office_counts: Mapping[str, int], exemplars: Exemplars | None) -> Router:
-        """The same router learned from more rows: other office counts and exemplars, the
-        type votes kept as they were chosen."""
-        return self._with(office_counts=office_counts, exemplars=exemplars)
-
-    def with_type_votes(self, on: bool) -> Router:
-        """The same router with the exemplars' type votes on or off."""
-        return self._with(type_votes=on)
-
-    def _with(self, **changes: Any) -> Router:
-        """A copy of this router with some of its constructor arguments changed."""
+    def replace(self, **changes: Any) -> Router:
+        """A copy of this router with some of its constructor arguments changed
+        (`office_counts`, `exemplars`, `type_votes`, `directory`, `gazetteer`)."""
         args: dict[str, Any] = {
             "directory": self.directory,
             "gazetteer": self.gazetteer,

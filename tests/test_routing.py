@@ -181,7 +181,7 @@ def test_nearest_training_complaints_vote_on_the_type(router: Router) -> None:
                                    "Kelurahan/Desa": 0.5 * 0.4 + 0.5 * 8 / 10})  # fmt: skip
     assert voting.vote_types(head, None) == head  # no embedding: the head alone
     assert router.vote_types(head, _unit(1, 0, 0)) == head  # no exemplars: the head alone
-    assert voting.with_type_votes(False).vote_types(head, _unit(1, 0, 0)) == head  # turned off
+    assert voting.replace(type_votes=False).vote_types(head, _unit(1, 0, 0)) == head  # turned off
     assert voting.with_directory(router.directory).type_votes  # edits keep the choice
 
 

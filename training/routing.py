@@ -131,7 +131,10 @@ def add_exemplars(
     assert router is not None and head
     exemplars = make_exemplars(bundle, train, head, router.directory)
     counts = office_counts(train, head, router.directory)
-    bundle.set_router(head, router.with_exemplars(exemplars, counts))
+    # New exemplars: their type votes stay off until dev chooses again.
+    bundle.set_router(
+        head, router.replace(exemplars=exemplars, office_counts=counts, type_votes=False)
+    )
     if dev is None:
         return {}
     return choose_type_votes(bundle, dev, dev_embeddings=dev_embeddings)
@@ -158,7 +161,7 @@ def choose_type_votes(
         embeddings = rows_embedded(bundle, texts, dev_embeddings, rows)
         probs = embedded_probabilities(bundle, preprocess(bundle, chosen), embeddings)
         for key, on in (("without", False), ("with", True)):
-            bundle.router = router.with_type_votes(on)
+            bundle.router = router.replace(type_votes=on)
             routed = route_head(
                 bundle, probs[head], chosen, [locations[i] for i in rows],
                 top_k=1, embeddings=embeddings,
@@ -170,8 +173,7 @@ def choose_type_votes(
             ]  # fmt: skip
             scores[key] = round(sum(hits) / len(hits), 4)
     on = bool(scores) and scores["with"] > scores["without"]
-    bundle.set_router(head, router.with_type_votes(on))
-    bundle.routing.type_votes_dev = scores
+    bundle.set_router(head, router.replace(type_votes=on), type_votes_dev=scores)
     return scores
 
 
@@ -201,9 +203,11 @@ def add_dev_rows(
     old = router.exemplars
     if old is not None:
         vectors, ids = np.vstack([old.vectors, vectors]), old.office_ids + ids
-    chosen = bundle.routing.type_votes_dev
-    bundle.set_router(head, router.with_rows(counts, Exemplars(vectors, ids)))
-    bundle.routing.type_votes_dev = chosen
+    bundle.set_router(
+        head,
+        router.replace(office_counts=counts, exemplars=Exemplars(vectors, ids)),
+        type_votes_dev=bundle.routing.type_votes_dev,  # still what chose the type votes
+    )
     return len(found)
 
 
