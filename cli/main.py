@@ -370,7 +370,11 @@ def bundle_lexical(
         else:
             choose_type_votes(bundle, dev)
     if config.refit_with_dev:
-        refit_with_dev(bundle, train_types, dev_types, office_dev=dev if bundle.router else None)
+        refit_with_dev(
+            bundle, train_types, dev_types, office_dev=dev if bundle.router else None,
+            mix_folds=config.refit_mix_folds, target_precision=config.target_precision,
+            seed=config.seed,
+        )  # fmt: skip
     bundle.save(model, overwrite=True)
     dev_acc = {
         h: {"head_only": r["dev_head_only"].get("accuracy"), "mixed": r["dev"].get("accuracy")}
@@ -580,7 +584,8 @@ def train(
 
         refit_with_dev(
             bundle, train_set, dev_set, office_dev=office_dev if router else None,
-            dev_embeddings=dev_embeddings,
+            dev_embeddings=dev_embeddings, mix_folds=config.refit_mix_folds,
+            target_precision=config.target_precision, seed=config.seed,
         )  # fmt: skip
     # How the rows were read, so `aduan evaluate --baseline` can train its peer on them.
     bundle.training["data"]["load"] = load

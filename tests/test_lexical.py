@@ -82,13 +82,14 @@ def test_refit_on_train_and_dev_keeps_what_dev_chose(
     weak_bundle: tuple[Bundle, object, object],
 ) -> None:
     bundle, train, dev = weak_bundle
-    assert refit_lexical(bundle, train) == {}, "no lexical model: nothing to refit"  # type: ignore[arg-type]
+    assert refit_lexical(bundle, train, dev) == {}, "no lexical model: nothing to refit"  # type: ignore[arg-type]
     fit_lexical(bundle, train, dev)  # type: ignore[arg-type]
     before = bundle.lexical
     chosen = {h: copy.deepcopy(s) for h, s in bundle.head_specs.items()}
     both = train.concat(dev)  # type: ignore[attr-defined]
-    report = refit_lexical(bundle, both)
+    report = refit_lexical(bundle, train, dev)  # type: ignore[arg-type]
     assert report["rows"] == len(both) and bundle.training["lexical"]["refit"] == report
+    assert "mix_folds" not in report
     assert bundle.lexical is not None and bundle.lexical is not before
     assert set(bundle.lexical.heads) == set(before.heads)  # type: ignore[union-attr]
     # the mixes, thresholds and dev metrics are those dev chose
@@ -227,3 +228,35 @@ def test_given_rows_are_taken_by_index_and_checked(tiny_bundle: Bundle) -> None:
     )
     with pytest.raises(ValueError, match="one row per dev row"):
         rows_embedded(tiny_bundle, texts, given[:2], [0])
+
+
+def test_refit_with_mix_folds_fits_the_mixes_again_on_cross_fitted_dev(
+    weak_bundle: tuple[Bundle, object, object],
+) -> None:
+    bundle, train, dev = weak_bundle
+    fit_lexical(bundle, train, dev)  # type: ignore[arg-type]
+    first = {h: s.lexical_mix for h, s in bundle.head_specs.items()}
+    refitted = copy.deepcopy(bundle)
+    refit_lexical(refitted, train, dev)  # type: ignore[arg-type]
+    report = refit_lexical(bundle, train, dev, mix_folds=3)  # type: ignore[arg-type]
+    assert report["mix_folds"] == 3 and set(report["mixes"]) == set(first)
+    for h, spec in bundle.head_specs.items():
+        assert spec.lexical_mix == report["mixes"][h]
+        assert bundle.metrics["dev"][h] == spec.metrics
+    # the weak topic head leans on the lexical model: fitted again on other probabilities
+    assert bundle.head_specs["topic"].lexical_mix != first["topic"]
+    # the final lexical model is the same either way: fitted on train + dev
+    assert refitted.lexical is not None and bundle.lexical is not None
+    for h in first:
+        np.testing.assert_array_equal(bundle.lexical.heads[h].coef, refitted.lexical.heads[h].coef)
+    # reproducible: the folds come from the seed
+    again = copy.deepcopy(bundle)
+    assert refit_lexical(again, train, dev, mix_folds=3) == {  # type: ignore[arg-type]
+        **report,
+        "seconds": again.training["lexical"]["refit"]["seconds"],
+    }
+    # too few dev rows for the folds: the mixes stay
+    kept = {h: s.lexical_mix for h, s in bundle.head_specs.items()}
+    report = refit_lexical(bundle, train, dev, mix_folds=len(dev) + 1)  # type: ignore[arg-type]
+    assert "mix_folds" not in report
+    assert {h: s.lexical_mix for h, s in bundle.head_specs.items()} == kept

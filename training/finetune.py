@@ -93,6 +93,9 @@ class TrainConfig:
     # Once dev has chosen the epoch, mixes, thresholds and type votes, refit the
     # lexical companion and a routed head's exemplars on train + dev (training.refit).
     refit_with_dev: bool = True
+    # ... and fit the mixes and abstain thresholds again on dev probabilities
+    # cross-fitted over this many dev folds (k more lexical fits); 0: keep dev's first.
+    refit_mix_folds: int = 0
 
     def lexical_config(self) -> LexicalConfig:
         return LexicalConfig(

@@ -100,28 +100,9 @@ def fit_lexical(
         return {}
     heads = lexical.heads
 
-    bundle.lexical = None  # dev probabilities of the heads alone
-    dev_texts = dev.texts()
-    embeddings = rows_embedded(bundle, dev_texts, dev_embeddings)
-    alone = head_probabilities(bundle, torch.from_numpy(embeddings))
-    x_dev = lexical.features(preprocess(bundle, dev_texts))
-    report: dict[str, Any] = {}
-    for h in heads:
-        spec = bundle.head_specs[h]
-        values: list[str | None] = dev.labels(h) if h in dev.label_columns else [None] * len(dev)
-        labelled = np.array([v is not None for v in values])
-        gold = label_indices(values, spec.labels)
-        known = gold >= 0
-        if not known.any():
-            continue
-        log_p = np.log(np.maximum(alone[h], 1e-30))
-        log_q = lexical.log_proba(h, x_dev)
-        spec.lexical_mix = fit_mix(log_p[known], log_q[known], gold[known])
-        y = gold[labelled]
-        before = head_metrics(alone[h][labelled], y)
-        set_decisions(spec, mix(log_p, log_q, spec.lexical_mix)[labelled], y, target_precision)
-        bundle.metrics.setdefault("dev", {})[h] = spec.metrics
-        report[h] = {"mix": spec.lexical_mix, "dev_head_only": before, "dev": spec.metrics}
+    x_dev = lexical.features(preprocess(bundle, dev.texts()))
+    log_q = {h: lexical.log_proba(h, x_dev) for h in heads}
+    report = fit_mixes(bundle, dev, log_q, target_precision, dev_embeddings)
     bundle.lexical = lexical
     out = {
         "config": asdict(config),
@@ -133,31 +114,119 @@ def fit_lexical(
     return out
 
 
-def refit_lexical(bundle: Bundle, rows: Complaints) -> dict[str, Any]:
-    """Fit `bundle`'s lexical model again on `rows` (the training and dev rows together),
-    with the settings `fit_lexical` recorded, keeping each head's mix, abstain threshold
-    and dev metrics (`fit_lexical` chose them on dev with the model fitted on the
-    training rows alone).
+def fit_mixes(
+    bundle: Bundle,
+    dev: Complaints,
+    log_q: dict[str, np.ndarray],
+    target_precision: float,
+    dev_embeddings: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Steps 2 and 3 for the heads in `log_q` (each head's lexical log-probabilities of
+    the dev rows): fit the mix on dev, then the abstain threshold and dev metrics with
+    the mixed probabilities. Returns per head the mix and the dev metrics without and
+    with the lexical model."""
+    saved, bundle.lexical = bundle.lexical, None  # dev probabilities of the heads alone
+    try:
+        embeddings = rows_embedded(bundle, dev.texts(), dev_embeddings)
+        alone = head_probabilities(bundle, torch.from_numpy(embeddings))
+    finally:
+        bundle.lexical = saved
+    report: dict[str, Any] = {}
+    for h, log_q_h in log_q.items():
+        spec = bundle.head_specs[h]
+        values: list[str | None] = dev.labels(h) if h in dev.label_columns else [None] * len(dev)
+        labelled = np.array([v is not None for v in values])
+        gold = label_indices(values, spec.labels)
+        known = gold >= 0
+        if not known.any():
+            continue
+        log_p = np.log(np.maximum(alone[h], 1e-30))
+        spec.lexical_mix = fit_mix(log_p[known], log_q_h[known], gold[known])
+        y = gold[labelled]
+        before = head_metrics(alone[h][labelled], y)
+        set_decisions(spec, mix(log_p, log_q_h, spec.lexical_mix)[labelled], y, target_precision)
+        bundle.metrics.setdefault("dev", {})[h] = spec.metrics
+        report[h] = {"mix": spec.lexical_mix, "dev_head_only": before, "dev": spec.metrics}
+    return report
+
+
+def refit_lexical(
+    bundle: Bundle,
+    train: Complaints,
+    dev: Complaints,
+    *,
+    mix_folds: int = 0,
+    target_precision: float = 0.95,
+    dev_embeddings: np.ndarray | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fit `bundle`'s lexical model again on `train` and `dev` together, with the
+    settings `fit_lexical` recorded.
 
     Why: the dev rows are the latest (`--split time`), the nearest to what the bundle
     will be asked; once dev has made its choices they are better spent as training
-    rows. A bundle without a lexical model, or rows that give one for fewer heads, is
-    left as it was (an empty report). Returns what `bundle.training["lexical"]["refit"]`
-    records.
+    rows. But the mixes were fitted for a lexical model that had not seen dev, and
+    one fitted on more (and later) rows is more sure of itself. With `mix_folds`
+    k >= 2 the mixes, abstain thresholds and dev metrics are fitted again on
+    cross-fitted dev probabilities: the dev rows are cut into k folds, and each
+    fold is scored by a lexical model fitted on `train` and the other folds (k
+    more fits). With 0 they stay as `fit_lexical` chose them.
+
+    A bundle without a lexical model, or rows that give one for fewer heads, is
+    left as it was (an empty report). Returns what
+    `bundle.training["lexical"]["refit"]` records.
     """
     if bundle.lexical is None:
         return {}
     config = LexicalConfig(**bundle.training.get("lexical", {}).get("config", {}))
     started = time.perf_counter()
-    lexical = fit_lexical_model(bundle, rows, config)
-    if lexical is None or not set(lexical.heads) >= set(bundle.lexical.heads):
+    heads = list(bundle.lexical.heads)
+    lexical = fit_lexical_model(bundle, train.concat(dev), config)
+    if lexical is None or not set(lexical.heads) >= set(heads):
         log.warning("lexical model not refitted: the rows give it fewer heads")
         return {}
-    lexical.heads = {h: lexical.heads[h] for h in bundle.lexical.heads}
+    lexical.heads = {h: lexical.heads[h] for h in heads}
+    out: dict[str, Any] = {"rows": len(train) + len(dev)}
+    log_q = _cross_fitted(bundle, train, dev, heads, config, mix_folds, seed)
+    if log_q is not None:
+        report = fit_mixes(bundle, dev, log_q, target_precision, dev_embeddings)
+        out["mix_folds"] = mix_folds
+        out["mixes"] = {h: r["mix"] for h, r in report.items()}
     bundle.lexical = lexical
-    out = {"rows": len(rows), "seconds": round(time.perf_counter() - started, 1)}
+    out["seconds"] = round(time.perf_counter() - started, 1)
     bundle.training.setdefault("lexical", {})["refit"] = out
     return out
+
+
+def _cross_fitted(
+    bundle: Bundle,
+    train: Complaints,
+    dev: Complaints,
+    heads: list[str],
+    config: LexicalConfig,
+    folds: int,
+    seed: int,
+) -> dict[str, np.ndarray] | None:
+    """Per head, the lexical log-probabilities of each dev row from a model fitted on
+    `train` and the dev folds other than its own; None when `folds` < 2, when dev has
+    fewer rows than folds, or when a fold's model lacks a head."""
+    if folds < 2 or len(dev) < folds:
+        return None
+    fold_of = np.random.default_rng(seed).permutation(len(dev)) % folds
+    texts = preprocess(bundle, dev.texts())
+    log_q = {h: np.zeros((len(dev), len(bundle.head_specs[h].labels))) for h in heads}
+    for k in range(folds):
+        held = np.flatnonzero(fold_of == k)
+        model = fit_lexical_model(
+            bundle, train.concat(dev.select(np.flatnonzero(fold_of != k).tolist())), config
+        )
+        if model is None or not set(model.heads) >= set(heads):
+            log.warning("mixes not fitted again: a dev fold's lexical model lacks a head")
+            return None
+        x = model.features([texts[i] for i in held])
+        for h in heads:
+            log_q[h][held] = model.log_proba(h, x)
+    return log_q
 
 
 def fit_lexical_model(

@@ -37,13 +37,21 @@ def refit_with_dev(
     *,
     office_dev: Complaints | None = None,
     dev_embeddings: np.ndarray | None = None,
+    mix_folds: int = 0,
+    target_precision: float = 0.95,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Refit the bundle's cheap parts on `train` + `dev` (labels as the heads learned
-    them); `office_dev` is `dev` with office labels, for a routed head. Records and
-    returns what was done in `bundle.training["refit_with_dev"]`."""
+    them); `office_dev` is `dev` with office labels, for a routed head. With
+    `mix_folds` >= 2 the lexical mixes and abstain thresholds are fitted again on
+    cross-fitted dev probabilities (`refit_lexical`). Records and returns what was
+    done in `bundle.training["refit_with_dev"]`."""
     report: dict[str, Any] = {"dev_rows": len(dev)}
     if len(dev) and bundle.lexical is not None:
-        report["lexical"] = refit_lexical(bundle, train.concat(dev))
+        report["lexical"] = refit_lexical(
+            bundle, train, dev, mix_folds=mix_folds, target_precision=target_precision,
+            dev_embeddings=dev_embeddings, seed=seed,
+        )  # fmt: skip
     if len(dev) and bundle.router is not None and office_dev is not None:
         report["exemplars_added"] = add_dev_rows(bundle, office_dev, dev_embeddings=dev_embeddings)
     bundle.training["refit_with_dev"] = report
