@@ -27,60 +27,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.accuracy import aduan, write_jsonl  # noqa: E402
-from bench.routing import SURABAYA, build_directories  # noqa: E402
-
-
-def rows(metrics: dict, system: str) -> dict[str, float]:
-    """The figures compared, for one system of one `aduan evaluate` run."""
-    agency, topic = metrics["heads"]["agency"], metrics["heads"]["topic"]
-    routed = agency["routing"][system]
-    out = {
-        "exact office, all": routed["exact_office_accuracy"],
-        "exact office, local offices": routed["local_offices"]["exact_office_accuracy"],
-        "exact office, other offices": routed["other_offices"]["exact_office_accuracy"],
-        "office type": routed["type_accuracy"],
-        "agency top-3": agency[system]["top3_accuracy"],
-        "agency macro-F1, >= 20 training rows": agency[system]["macro_f1_frequent"],
-        "agency ECE": agency[system]["ece"],
-        "topic accuracy": topic[system]["accuracy"],
-        "topic top-3": topic[system]["top3_accuracy"],
-        "topic ECE": topic[system]["ece"],
-    }
-    return {k: float(v) for k, v in out.items()}
+from bench.accuracy import aduan  # noqa: E402
+from bench.inpool import pool_split, score  # noqa: E402
+from bench.routing import SURABAYA  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    from data.load import load_complaints
-    from data.registry import shared_data_available
-    from data.splits import time_split
     from model.paths import aduan_home
 
-    if not shared_data_available("surabaya-2022"):
-        sys.exit("shared data set 'surabaya-2022' not found: this benchmark needs ../shared/data")
     work = aduan_home() / "bench" / "refit"
-    work.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    directory, rest_file, next_file = pool_split(work)
     threads = ["--threads", str(args.threads)] if args.threads else []
-    directory = build_directories(work)["surabaya"]
-    data = load_complaints("surabaya-2022", label_columns=["agency", "topic"])
-    pool, _test = time_split(data, dev_fraction=0.15)  # the test slice is not read further
-    rest, following = time_split(pool, dev_fraction=0.15)
-    rest_file = write_jsonl(rest.dataset.to_list(), work / "rest.jsonl")
-    next_file = write_jsonl(following.dataset.to_list(), work / "next.jsonl")
-    print(
-        f"pool {len(pool)}: trained on the earlier {len(rest)}, scored on the next {len(following)}"
-    )
 
     config = work / "no-refit.json"
     config.write_text(json.dumps({"refit_with_dev": False}), encoding="utf-8")
@@ -98,11 +64,7 @@ def main() -> None:
 
     figures = {}
     for name, bundle in (("without dev", before), ("with dev", after)):
-        out = work / f"eval-{bundle.name}"
-        aduan("evaluate", "--model", str(bundle), "--data", str(next_file), "--out", str(out),
-              "--baseline", "tfidf", *threads)  # fmt: skip
-        metrics = json.loads((out / "metrics.json").read_text("utf-8"))
-        figures[name] = {s: rows(metrics, s) for s in ("aduan", "baseline")}
+        figures[name] = score(bundle, next_file, work / f"eval-{bundle.name}", threads)
     print()
     print("| metric (next 15% of the pool) | aduan | aduan, dev in the final fit "
           "| peer | peer, dev in the final fit |")  # fmt: skip
