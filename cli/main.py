@@ -324,8 +324,8 @@ def bundle_lexical(
         Path | None,
         typer.Option(
             "--config",
-            help="JSON TrainConfig; its lexical_*, class_weight_power, target_precision and "
-            "refit_with_dev keys are used.",
+            help="JSON TrainConfig; its lexical_*, class_weight_power, target_precision, "
+            "refit_with_dev, refit_mix_folds and seed keys are used.",
         ),
     ] = None,
     threads: ThreadsOpt = None,

@@ -384,7 +384,8 @@ class Service:
                 },
                 "heads": heads,
                 "training_data": data,
-                # dev metrics are those of the fit before the dev rows joined it (if they did)
+                # dev metrics are those of the fit before the dev rows joined it (if they did),
+                # or of cross-fitted dev probabilities (refit_mix_folds)
                 "dev_metrics": b.metrics.get("dev", b.metrics),
                 "refit_with_dev": training.get("refit_with_dev"),
                 "dedup": {

@@ -15,7 +15,10 @@ training time). On Surabaya, inside the training rows (`bench/refit.py`,
 docs/benchmarks.md), this raised the next period's accuracy, and its ECE a
 little: the mixes were fitted for the lexical model before the refit. The
 bundle's dev metrics stay those of the fit before, which dev could still
-judge. `aduan evaluate --baseline` gives the TF-IDF peer the same rows.
+judge. `mix_folds` (`TrainConfig.refit_mix_folds`, off by default) fits the
+mixes, thresholds and dev metrics again on cross-fitted dev probabilities;
+inside the training rows that changed little (`bench/inpool.py`). `aduan
+evaluate --baseline` gives the TF-IDF peer the same rows.
 """
 
 from __future__ import annotations
