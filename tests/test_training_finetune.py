@@ -146,3 +146,9 @@ def test_finetune_config_file(tmp_path: Path) -> None:
     path.write_text(json.dumps({"epochz": 2}))
     with pytest.raises(ValueError, match="unknown config key.*epochz"):
         TrainConfig.from_file(path)
+    for folds in (1, -2, 2.5, True, "3"):
+        path.write_text(json.dumps({"refit_mix_folds": folds}))
+        with pytest.raises(ValueError, match=r"c\.json: refit_mix_folds must be 0 \(off\)"):
+            TrainConfig.from_file(path)
+    path.write_text(json.dumps({"refit_mix_folds": 3}))
+    assert TrainConfig.from_file(path).refit_mix_folds == 3

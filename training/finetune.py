@@ -119,6 +119,9 @@ class TrainConfig:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"{p}: unknown config key(s): {', '.join(unknown)}")
+        folds = raw.get("refit_mix_folds", 0)
+        if not isinstance(folds, int) or isinstance(folds, bool) or folds == 1 or folds < 0:
+            raise ValueError(f"{p}: refit_mix_folds must be 0 (off) or a whole number >= 2")
         return cls(**raw)
 
 
