@@ -103,12 +103,13 @@ def print_table(columns: dict[str, dict[str, float]], notes: dict[str, str] | No
         print("| training | " + " | ".join(notes.get(n, "") for n in names) + " |")
 
 
-#: TrainConfig keys that `aduan bundle lexical --config` applies to a trained bundle: a
-#: candidate that changes only these is that command run on a copy of the defaults'
-#: bundle (the same fine-tuning, a few minutes instead of a training).
+#: TrainConfig keys that act only after fine-tuning, as `aduan bundle lexical --config`
+#: applies them: a candidate that changes only these is that command run on a copy of
+#: the defaults' bundle (the same fine-tuning, a few minutes instead of a training).
+#: (`class_weight_power` and `target_precision` also act on the heads' training.)
 AFTER_FINE_TUNING = frozenset(
-    {"lexical_word_features", "lexical_char_features", "lexical_c", "class_weight_power",
-     "target_precision", "refit_with_dev", "refit_mix_folds"}
+    {"lexical_word_features", "lexical_char_features", "lexical_c", "refit_with_dev",
+     "refit_mix_folds"}
 )  # fmt: skip
 
 
