@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from data.directory import Directory, label_key
+from data.directory import Directory, Office, label_key
 from data.load import Complaints
 from data.schema import DataError
 from model.bundle import Bundle
@@ -108,10 +108,14 @@ def attach(
     add_exemplars(bundle, train, dev, dev_embeddings=dev_embeddings)
 
 
-def office_counts(rows: Complaints, head: str, directory: Directory) -> Counter[str]:
-    """How many of `rows` (office labels) went to each office of `directory`."""
-    offices = (directory.lookup(v) for v in rows.labels(head) if v)
-    return Counter(o.id for o in offices if o is not None)
+def labelled_offices(rows: Complaints, head: str, directory: Directory) -> list[tuple[int, Office]]:
+    """The rows (office labels) whose `head` label is an office of `directory`: each
+    row's index and its office."""
+    return [
+        (i, office)
+        for i, label in enumerate(rows.labels(head))
+        if label and (office := directory.lookup(label)) is not None
+    ]
 
 
 def add_exemplars(
@@ -129,8 +133,9 @@ def add_exemplars(
     """
     router, head = bundle.router, bundle.routing.head
     assert router is not None and head
-    exemplars = make_exemplars(bundle, train, head, router.directory)
-    counts = office_counts(train, head, router.directory)
+    found = labelled_offices(train, head, router.directory)
+    exemplars = make_exemplars(bundle, train, found)
+    counts = Counter(office.id for _, office in found)
     # New exemplars: their type votes stay off until dev chooses again.
     bundle.set_router(
         head, router.replace(exemplars=exemplars, office_counts=counts, type_votes=False)
@@ -151,8 +156,7 @@ def choose_type_votes(
     """
     router, head = bundle.router, bundle.routing.head
     assert router is not None and head
-    found = (router.directory.lookup(v) if v else None for v in dev.labels(head))
-    labelled = [(i, office) for i, office in enumerate(found) if office is not None]
+    labelled = labelled_offices(dev, head, router.directory)
     rows = [i for i, _ in labelled]
     scores: dict[str, float] = {}
     if rows and router.exemplars is not None:
@@ -189,12 +193,7 @@ def add_dev_rows(
     """
     router, head = bundle.router, bundle.routing.head
     assert router is not None and head
-    labels = dev.labels(head)
-    found = [
-        (i, office)
-        for i, label in enumerate(labels)
-        if label and (office := router.directory.lookup(label)) is not None
-    ]
+    found = labelled_offices(dev, head, router.directory)
     if not found:
         return 0
     ids = tuple(office.id for _, office in found)
@@ -212,17 +211,12 @@ def add_dev_rows(
 
 
 def make_exemplars(
-    bundle: Bundle, train: Complaints, head: str, directory: Directory
+    bundle: Bundle, train: Complaints, found: Sequence[tuple[int, Office]]
 ) -> Exemplars | None:
-    """The training rows with an office, embedded with the bundle's encoder (see
-    `model.routing`); None when no row has one."""
-    texts = train.texts()
-    voters = [
-        (texts[i], office)
-        for i, label in enumerate(train.labels(head))
-        if label and (office := directory.lookup(label)) is not None
-    ]
-    if not voters:
+    """The training rows with an office (`found`, as `labelled_offices` gives them),
+    embedded with the bundle's encoder (see `model.routing`); None when no row has one."""
+    if not found:
         return None
-    vectors = embed_rows(bundle, [t for t, _ in voters])
-    return Exemplars(vectors, tuple(o.id for _, o in voters))
+    texts = train.texts()
+    vectors = embed_rows(bundle, [texts[i] for i, _ in found])
+    return Exemplars(vectors, tuple(office.id for _, office in found))
