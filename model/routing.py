@@ -29,7 +29,13 @@ gazetteer (`model.regions`) from the location fields or the text:
   read ("warga perumahan kami", a school's name) often still resembles
   earlier complaints to the right office;
 - an office's score is its type probability times its share, so the scores
-  of all offices add up to at most one and keep the type head's calibration.
+  of all offices add up to at most one and keep the type head's calibration;
+- where offices tie (one region has several offices of a type, and neither
+  training rows nor votes tell them apart: "Dinas Pekerjaan Umum Kota
+  Semarang" and "Dinas Bina Marga Kota Semarang" are both of type Dinas
+  Pekerjaan Umum), the office named after its type comes first: the type's
+  general office rather than a specialised one. Their scores stay equal, so
+  the answer still says it is unsure.
 
 The directory is data, not weights: `Bundle.router.with_directory` swaps it
 without retraining (the API does so on reload).
@@ -45,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from data.directory import Directory, Office
+from data.directory import Directory, Office, label_key
 from data.schema import DataError
 from model.regions import Gazetteer, RegionTable, Resolution, ancestors, is_within, level_of
 
@@ -114,6 +120,10 @@ class Router:
         self._by_type = {
             t: [o for o in directory.of_type(t) if self.in_scope(o)] for t in directory.types()
         }
+        # Offices whose name carries their type's name: they win ties (module docstring).
+        self._named_after_type = frozenset(
+            o.id for o in directory if f" {label_key(o.type)} " in f" {label_key(o.name)} "
+        )
         # Exemplar rows grouped by type, through the directory as it is now (an office
         # an operator removed, or renamed to a new id, no longer gets votes), with their
         # vectors copied contiguously in that order: a request scores all of them, or
@@ -297,7 +307,14 @@ class Router:
                 break
             for office, share, why in self.candidates(type_, region, embedding):
                 found.append(RoutedOffice(office, p * share, p, why))
-        found.sort(key=lambda r: (-r.score, -r.type_score, r.office.id))
+        found.sort(
+            key=lambda r: (
+                -r.score,
+                -r.type_score,
+                r.office.id not in self._named_after_type,
+                r.office.id,
+            )
+        )
         return found[:top_k]
 
 

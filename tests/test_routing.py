@@ -123,6 +123,28 @@ def test_offices_the_region_cannot_tell_apart_share_by_training_rows(
     assert counted.with_directory(router.directory).office_counts == {"dishub-smg": 7}
 
 
+def test_the_office_named_after_its_type_wins_a_tie(table: RegionTable) -> None:
+    # two offices of one type in one city, nothing to tell them apart: the general one
+    # first (by id, the specialised one would come first), with the same score
+    offices = [
+        office("a-bina-marga-smg", "Dinas Bina Marga Kota Semarang", "Dinas Pekerjaan Umum",
+               "city", "33.74"),
+        office("b-pu-smg", "Dinas Pekerjaan Umum Kota Semarang", "Dinas Pekerjaan Umum",
+               "city", "33.74"),
+    ]  # fmt: skip
+    router = Router(Directory.from_offices(offices, regions=table), Gazetteer(table))
+    for where in ("33.74", "33.74.01.1001", None):
+        routed = router.route([("Dinas Pekerjaan Umum", 0.8)], region(where), top_k=2)
+        assert names(routed) == [
+            "Dinas Pekerjaan Umum Kota Semarang", "Dinas Bina Marga Kota Semarang"
+        ]  # fmt: skip
+        assert routed[0].score == pytest.approx(0.4) == routed[1].score
+    # training rows still decide where they differ
+    counted = router.replace(office_counts={"a-bina-marga-smg": 3})
+    routed = counted.route([("Dinas Pekerjaan Umum", 0.8)], region("33.74"), top_k=2)
+    assert names(routed)[0] == "Dinas Bina Marga Kota Semarang"
+
+
 def _unit(*values: float) -> np.ndarray:
     v = np.array(values, dtype=np.float32)
     return v / np.linalg.norm(v)
