@@ -386,8 +386,8 @@ def _complaint_routes(app: FastAPI, h: _Helpers) -> None:
         dependencies=[Depends(h.need("route"))],
     )
     async def register(req: RegisterRequest, response: Response) -> dict[str, Any]:
-        """201 when the id is new, 200 when it was already indexed (`new: false`;
-        a different text under the same id replaces the stored one)."""
+        """201 when the id is new, 200 when it was already indexed (`new: false`: the
+        stored record is kept as it is; delete it first to replace it)."""
         h.check_text(req.text, "text")
         served = h.ready()
         loc = req.location.model_dump() if req.location else {}

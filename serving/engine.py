@@ -292,24 +292,32 @@ class Engine:
         complaints: Sequence[IndexedComplaint],
         vecs: np.ndarray,
     ) -> dict[int, bool]:
-        """Write the batch's registrations in one `add`; item -> whether its id was new."""
+        """Write the batch's registrations in one `add`; item -> whether its id was new.
+
+        Registering is idempotent by id: an id already in the index keeps its stored
+        record (a retry without `created_at` or location must not overwrite them),
+        and the same id twice in one batch keeps the first. To replace a record,
+        delete it first.
+        """
         first: dict[str, int] = {}
         out: dict[int, bool] = {}
         for i, it in enumerate(items):
             if it.register and it.id:
                 if it.id in first:
-                    out[i] = False  # the same id twice in one batch: the first one is kept
+                    out[i] = False
                 else:
                     first[it.id] = i
         if not first:
             return out
         existing = index.get(list(first))
-        rows = list(first.values())
-        index.add([complaints[i] for i in rows], vecs[rows])
-        if self.journal is not None:
-            self.journal.update(first)
+        new = {cid: i for cid, i in first.items() if cid not in existing}
+        if new:
+            rows = list(new.values())
+            index.add([complaints[i] for i in rows], vecs[rows])
+            if self.journal is not None:
+                self.journal.update(new)
         for cid, i in first.items():
-            out[i] = cid not in existing
+            out[i] = cid in new
         return out
 
     def _route_output(

@@ -393,7 +393,7 @@ class RouteResponse(BaseModel):
     registered: bool | None = Field(
         None,
         description="With register: true, whether the complaint was new to the index "
-        "(false: that id was already there). Null when not asked.",
+        "(false: that id was already there, and its stored record was kept). Null when not asked.",
     )
     timing_ms: dict[str, float] = Field(
         description="queue (waiting for the model), classify (encoder + heads), dedup_embed "

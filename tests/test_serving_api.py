@@ -174,6 +174,22 @@ def test_register_is_idempotent_and_delete_removes(client: TestClient) -> None:
     assert gone["duplicates"] == []
 
 
+def test_registering_a_known_id_again_keeps_its_stored_record(client: TestClient) -> None:
+    # a retry without the time or location (or through /v1/route) must not overwrite them
+    first = {"id": "C-2", "text": TEXT_JALAN, "created_at": "2024-03-05T08:00:00+07:00",
+             "location": {"kelurahan": "Ketintang", "address": "Jl. Ketintang 12"}}  # fmt: skip
+    assert client.post("/v1/complaints", json=first).status_code == 201
+    again = client.post("/v1/complaints", json={"id": "C-2", "text": TEXT_JALAN + " lagi"})
+    assert again.status_code == 200 and again.json()["new"] is False
+    routed = client.post("/v1/route", json={"id": "C-2", "text": TEXT_LAMPU, "register": True})
+    assert routed.json()["registered"] is False
+    found = client.post(
+        "/v1/route", json={"text": TEXT_JALAN, "created_at": "2024-03-06T08:00:00+07:00"}
+    ).json()["duplicates"]
+    assert [(d["id"], d["created_at"]) for d in found] == [("C-2", "2024-03-05T08:00:00+07:00")]
+    assert found[0]["exact"] is True  # still the first text
+
+
 def test_feedback_is_stored_durably_and_exported_for_training(
     client: TestClient, tmp_path: Path
 ) -> None:
