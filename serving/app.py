@@ -436,7 +436,8 @@ def _complaint_routes(app: FastAPI, h: _Helpers) -> None:
         """Appended to `ADUAN_FEEDBACK_DIR/feedback.jsonl` and fsynced before the answer,
         as a labelled case in the data schema (`aduan feedback export --out FILE`
         keeps the latest per id; `aduan train --data FILE` reads it). The text and
-        location come from the request, or else from the duplicate index."""
+        location come from the request, or else from the duplicate index (503 while it
+        loads, when the request lacks any of them)."""
         h.check_text(req.text, "text")
         for name in req.labels or {}:
             if name in _RESERVED_LABELS:
@@ -448,10 +449,11 @@ def _complaint_routes(app: FastAPI, h: _Helpers) -> None:
                 )
         stored = None
         if req.text is None or req.created_at is None or req.location is None:
+            # 503 until the index is loaded: it may hold the text, time and location
+            # missing here, and a record stored without them would lose them for training
+            h.ready()
             stored = await service.lookup(req.id)
         if req.text is None and stored is None:
-            if service.ready() is None:
-                h.ready()  # 503: the index is not loaded yet, it may hold the text
             raise ApiError(
                 422,
                 "no_text",

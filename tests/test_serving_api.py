@@ -311,6 +311,17 @@ def test_not_ready_until_the_model_loads(make_app: AppFactory, tmp_path: Path) -
         assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
         assert r.headers["Retry-After"]
         assert c.get("/healthz").status_code == 200
+        # feedback that needs the index's time or location waits for it (no record
+        # stored without them); feedback carrying all of them does not need it
+        label = {"id": "K-5", "topic": "Pohon", "text": TEXT_LAMPU}
+        r = c.post("/v1/feedback", json=label)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
+        full = {
+            **label,
+            "created_at": "2024-04-01T10:00:00+07:00",
+            "location": {"kelurahan": "Mojo"},
+        }
+        assert c.post("/v1/feedback", json=full).status_code == 201
 
 
 def test_no_cors_headers_unless_configured(make_app: AppFactory) -> None:
