@@ -102,9 +102,10 @@ _STOPWORDS = frozenset(
 
 
 def text_key(text: str) -> str:
-    """The exact re-submission key: a hash of the normalised, case- and punctuation-folded text."""
+    """The exact re-submission key: a hash of the normalised, case- and punctuation-folded
+    text; "" (no key: never a re-submission of anything) when no word is left ("???", "😀")."""
     folded = " ".join(re.findall(r"\w+", normalize_text(text).casefold()))
-    return hashlib.sha256(folded.encode("utf-8")).hexdigest()
+    return hashlib.sha256(folded.encode("utf-8")).hexdigest() if folded else ""
 
 
 def make_complaint(

@@ -21,6 +21,7 @@ from model.dedup import (
     make_complaint,
     pair_features,
     pair_metrics,
+    resubmissions,
     score_features,
     text_key,
 )
@@ -35,6 +36,15 @@ def test_text_key_ignores_case_spacing_and_punctuation() -> None:
         "  lampu pju di jl ketintang baru NO 12 mati sudah seminggu mohon diperbaiki!! "
     )
     assert text_key(LAMP) != text_key(LAMP.replace("12", "14"))
+
+
+def test_texts_without_words_are_no_re_submission_of_each_other() -> None:
+    # their folded text is empty: one shared key would make every such pair "exact"
+    assert text_key("???") == text_key("😀😀") == ""
+    a, b = make_complaint("???", id="a"), make_complaint("!!! 😀", id="b")
+    x = np.array([pair_features(a, b, 0.2)])
+    assert x[0, FEATURES.index("exact")] == 0.0
+    assert not resubmissions(x)[0]
 
 
 def test_make_complaint_redacts_the_snippet_but_keeps_the_text() -> None:
