@@ -717,9 +717,9 @@ class Gazetteer:
             code = _clean_code(raw_code)
             if code in self.table:
                 return self._result(code, "region_code", [f"location.region_code '{code}'"], 1.0)
-            if re.fullmatch(r"[\d.]{1,20}", code):
+            if _CODE_RE.fullmatch(code):
                 evidence.append(f"region_code '{code}' not in the region table")
-            else:
+            else:  # not quoted: a NIK or phone number typed into the field would be echoed
                 evidence.append("region_code is not a region code; ignored")
 
         loc = self._resolve_location(location, evidence)

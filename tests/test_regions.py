@@ -269,6 +269,11 @@ def test_unknown_region_code_is_ignored(national: Gazetteer, surabaya: Gazetteer
     r = surabaya.resolve("", {"region_code": "not a code"})
     assert r.source == "scope"
     assert not any("not a code" in e for e in r.evidence)
+    # digits that are no code (a NIK, a phone number typed there) are not echoed either
+    for typed in ("3578012345678901", "35.78.081234567890", "0812.3456.7890"):
+        r = national.resolve("", {"region_code": typed})
+        assert r.code is None and "region_code is not a region code; ignored" in r.evidence
+        assert not any(typed in e for e in r.evidence)
 
 
 @pytest.mark.parametrize(
