@@ -235,8 +235,8 @@ class Service:
         self.reloading = True
         started = time.perf_counter()
         try:
-            target = Path(path).expanduser() if path else self.model_path
             try:
+                target = Path(path).expanduser() if path else self.model_path
                 bundle = await asyncio.to_thread(
                     load_bundle,
                     target,
@@ -445,6 +445,8 @@ def _load_error(exc: BaseException) -> str:
 
     # Paths come from operators and could hold anything: redacted like any shown text.
     if isinstance(exc, (BundleError, ComplaintIndexError, DataError, EncoderError)):
+        return redact(str(exc))
+    if isinstance(exc, RuntimeError) and "home directory" in str(exc):  # "~nobody/x"
         return redact(str(exc))
     if isinstance(exc, FileNotFoundError):
         return redact(f"{exc.filename or 'a file'}: not found")
