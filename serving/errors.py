@@ -36,6 +36,9 @@ ERROR_CODES: dict[str, str] = {
     "invalid_unicode": "a string holds a lone surrogate escape (\\ud800-\\udfff)",
     "invalid_date": "a date is not ISO 8601",
     "invalid_id": "an id is empty, too long, or holds characters outside [A-Za-z0-9._:-]",
+    "invalid_label_name": "a head name in labels is not 1-64 characters of [A-Za-z0-9_] "
+    "starting with a letter or _",
+    "empty_label": "a label is empty or only whitespace",
     "id_required": "register: true needs an id",
     "batch_empty": "a batch needs at least one item",
     "batch_too_large": "a batch has more items than ADUAN_MAX_BATCH",
@@ -109,6 +112,8 @@ _PYDANTIC_CODES = {
     "text_too_long": "text_too_long",
     "control_characters": "control_characters",
     "invalid_unicode": "invalid_unicode",
+    "string_unicode": "invalid_unicode",
+    "empty_label": "empty_label",
     "string_pattern_mismatch": "invalid_id",
     "invalid_id": "invalid_id",
     "id_required": "id_required",
@@ -121,15 +126,30 @@ def _field(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
+#: At most this many errors are listed under `details` (a body with 100,000 unknown
+#: keys must not get a response many times its size); `details_omitted` counts the rest.
+MAX_DETAILS = 20
+
+
 def validation_error(errors: list[Any]) -> tuple[int, dict[str, Any]]:
-    """Status and body for pydantic's errors: the first one named, all listed under details."""
+    """Status and body for pydantic's errors: the first one named, the first
+    `MAX_DETAILS` listed under details."""
     details = []
-    for e in errors:
+    for e in errors[:MAX_DETAILS]:
         kind = str(e.get("type", ""))
         loc = tuple(e.get("loc", ()))
         code = _PYDANTIC_CODES.get(kind, "validation_error")
         field = _field(loc)
-        if kind == "json_invalid":
+        if kind == "string_unicode":
+            message = "field holds a lone surrogate escape, which is not valid Unicode"
+        elif kind == "string_pattern_mismatch" and loc and loc[-1] == "[key]":
+            code = "invalid_label_name"
+            message = (
+                "a head name must be 1-64 characters of A-Z a-z 0-9 _, not starting with a digit"
+            )
+        elif kind == "missing" and loc == ("body",):
+            message = "the request body is required (a JSON object)"
+        elif kind == "json_invalid":
             field = None
             reason = e.get("ctx", {}).get("error", "decode error")
             message = f"the body is not valid JSON ({reason})"
@@ -150,6 +170,8 @@ def validation_error(errors: list[Any]) -> tuple[int, dict[str, Any]]:
     body = error_body(str(first["code"]), str(first["message"]), first.get("field"))
     if len(details) > 1:
         body["error"]["details"] = [{k: v for k, v in d.items() if v} for d in details]
+    if len(errors) > MAX_DETAILS:
+        body["error"]["details_omitted"] = len(errors) - MAX_DETAILS
     return status, body
 
 

@@ -145,8 +145,21 @@ _PLAIN = {"pattern": "^[^\\x00-\\x08\\x0a-\\x1f\\x7f-\\x9f]*$"}  # no control ch
 ShortText = Annotated[
     str, Field(max_length=500, json_schema_extra=_PLAIN), AfterValidator(check_plain)
 ]
+
+
+def check_label(value: str) -> str:
+    """A label as training reads it: surrounding whitespace dropped, never blank."""
+    value = value.strip()
+    if not value:
+        raise PydanticCustomError("empty_label", "a label must not be empty or only whitespace")
+    return value
+
+
 Label = Annotated[
-    str, Field(min_length=1, max_length=300, json_schema_extra=_PLAIN), AfterValidator(check_plain)
+    str,
+    Field(min_length=1, max_length=300, json_schema_extra=_PLAIN),
+    AfterValidator(check_plain),
+    AfterValidator(check_label),
 ]
 
 
@@ -487,6 +500,10 @@ class FeedbackRequest(Strict):
             raise PydanticCustomError(
                 "no_labels", "give at least one of topic, agency, duplicate_of, labels"
             )
+        if self.duplicate_of == self.id:
+            raise PydanticCustomError(
+                "self_duplicate", "duplicate_of names the complaint itself; give an earlier one"
+            )
         return self
 
 
@@ -497,10 +514,11 @@ class FeedbackResponse(BaseModel):
 
 
 class ReloadRequest(Strict):
-    model: str | None = Field(
+    model: Annotated[str | None, AfterValidator(check_plain)] = Field(
         None,
         max_length=4096,
-        description="Bundle folder to load (default: the one being served, re-read).",
+        description="Bundle folder to load (default: the one being served, re-read; "
+        "no control characters).",
         examples=["/srv/aduan/bundles/2024-06"],
     )
 

@@ -120,6 +120,16 @@ def test_body_level_errors(strict_client: TestClient) -> None:
     )
     lone_surrogate = b'{"text": "lampu \\ud800 mati"}'
     _error(c.post("/v1/route", content=lone_surrogate, headers=headers), 422, "invalid_unicode")
+    in_location = b'{"text": "lampu mati", "location": {"city": "\\ud800"}}'
+    _error(c.post("/v1/route", content=in_location, headers=headers), 422, "invalid_unicode",
+           "location.city")  # fmt: skip
+    # no body at all: said so, not "a field is required"
+    err = _error(c.post("/v1/route", headers=headers), 422, "missing_field")
+    assert "body" in err["message"]
+    # a body with many errors gets the first MAX_DETAILS listed, and the rest counted
+    many = {"text": "lampu mati", **{f"x{i}": 1 for i in range(30)}}
+    err = _error(c.post("/v1/route", json=many), 422, "unknown_field")
+    assert len(err["details"]) == 20 and err["details_omitted"] == 10
     _error(c.post("/v1/route", json=["lampu"]), 422, "validation_error")
     _error(c.post("/v1/route", json="lampu"), 422, "validation_error")
     _error(c.post("/v1/route", content=b"", headers=headers), 422, "missing_field")
@@ -159,6 +169,19 @@ def test_other_endpoints_reject_bad_input(strict_client: TestClient) -> None:
     _error(c.post("/v1/feedback", json={"id": "a", "topic": ""}), 422, "validation_error")
     _error(c.post("/v1/feedback", json={"id": "a", "topic": "x\x00"}), 422, "control_characters")
     _error(c.post("/v1/admin/reload", json={"modle": "x"}), 422, "unknown_field", "modle")
+    # a forged log line, a home directory that does not exist
+    forged = {"model": "/tmp/x\n2026-11-30 21:00:00,000 ERROR aduan.serving forged"}
+    _error(c.post("/v1/admin/reload", json=forged), 422, "control_characters", "model")
+    _error(c.post("/v1/admin/reload", json={"model": "~no-such-user-aduan/x"}), 422,
+           "reload_failed")  # fmt: skip
+    # feedback labels: blank, a head name that is no name, the complaint itself as duplicate
+    _error(c.post("/v1/feedback", json={"id": "a", "topic": "   "}), 422, "empty_label", "topic")
+    bad_head = {"id": "a", "labels": {"bad name": "x"}}
+    err = _error(c.post("/v1/feedback", json=bad_head), 422, "invalid_label_name")
+    assert "head name" in err["message"]
+    err = _error(c.post("/v1/feedback", json={"id": "a", "duplicate_of": "a"}), 422,
+                 "validation_error")  # fmt: skip
+    assert "itself" in err["message"]
     _error(c.get("/v1/nothing"), 404, "not_found")
     _error(c.put("/v1/route", json={"text": "x"}), 405, "method_not_allowed")
 
