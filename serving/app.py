@@ -27,7 +27,7 @@ from serving.errors import ERROR_CODES, ApiError, install_error_handlers
 from serving.feedback import COLUMNS as FEEDBACK_COLUMNS
 from serving.logs import install_record_factory
 from serving.metrics import Metrics
-from serving.middleware import BodyGuard, RequestContext
+from serving.middleware import BodyGuard, KeyGuard, RequestContext
 from serving.schemas import (
     EXAMPLE_TEXT,
     EXAMPLE_TEXT_2,
@@ -145,6 +145,8 @@ def create_app(settings: Settings | None = None, *, wait_for_load: bool = False)
     # Added inside-out: RequestContext is the outermost layer, so every response,
     # including the guard's 413/415 and CORS preflights, carries X-Request-ID.
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    if keys.enabled:
+        app.add_middleware(KeyGuard, valid=lambda header: keys.scopes(header) is not None)
     origins = settings.cors_list()
     if origins:
         app.add_middleware(
@@ -498,7 +500,7 @@ def _model_routes(app: FastAPI, h: _Helpers) -> None:
         "/v1/model",
         tags=["model"],
         summary="The served model: version, heads, labels, training data, metrics, dedup",
-        responses={401: _ERRORS[401], 503: _ERRORS[503]},
+        responses={401: _ERRORS[401], 403: _ERRORS[403], 503: _ERRORS[503]},
         dependencies=[Depends(h.need("route"))],
     )
     async def model_info() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -98,6 +99,31 @@ def _endpoint(scope: Scope) -> str:
 def safe_path(scope: Scope) -> str:
     """The request path with personal data redacted (for messages that must show it)."""
     return redact(str(scope.get("path", "")))
+
+
+class KeyGuard:
+    """With API keys configured, a `/v1` request without a valid key gets its 401 here,
+    before its body is read or parsed: an unauthenticated client learns nothing about
+    what the endpoint accepts. The scope (403) is checked by the endpoint itself."""
+
+    def __init__(self, app: ASGIApp, valid: Callable[[str | None], bool]) -> None:
+        self.app = app
+        self.valid = valid
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope.get("method") != "OPTIONS"  # CORS preflights carry no key
+            and str(scope.get("path", "")).startswith("/v1/")
+            and not self.valid(Headers(scope=scope).get("authorization"))
+        ):
+            await send_error(
+                send, 401, "unauthorized",
+                "send a valid API key as 'Authorization: Bearer <key>'",
+                {"WWW-Authenticate": "Bearer"},
+            )  # fmt: skip
+            return
+        await self.app(scope, receive, send)
 
 
 class BodyGuard:

@@ -66,8 +66,14 @@ def test_keys_and_scopes(make_app: AppFactory) -> None:
         assert c.post("/v1/feedback", json=fb, headers=_bearer(FEEDBACK_KEY)).status_code == 201
         for open_path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
             assert c.get(open_path).status_code == 200, open_path
-        # auth is checked before the body: no key, bad body -> 401, not 422
+        # auth is checked before the body: no key, bad body -> 401, not 422, 400 or 415
         assert c.post("/v1/route", json={"text": ""}).status_code == 401
+        json_header = {"Content-Type": "application/json"}
+        assert c.post("/v1/route", content=b"{not json", headers=json_header).status_code == 401
+        r = c.post("/v1/feedback", content=b"x", headers={"Content-Type": "text/plain"})
+        assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+        assert c.get("/v1/model", headers=_bearer(FEEDBACK_KEY)).status_code == 403
+        assert "403" in c.get("/openapi.json").json()["paths"]["/v1/model"]["get"]["responses"]
 
 
 def test_key_config_parsing() -> None:
