@@ -28,15 +28,18 @@ def test_evaluate_coverage_metrics_on_known_case() -> None:
 def test_evaluate_score_head_counts_unknown_labels_as_errors() -> None:
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     scored = Scored(["A", "B"], probs, abstain=np.array([False, False, True]))
-    m = score_head(scored, ["A", "B", "C"], {"A": 25, "B": 3}, ["t1", "t2", "t3 0812-3456-7890"],
+    # C: a label that is pasted complaint text with a phone number (as in LAPOR! 2017)
+    c = "C, hubungi 0812-3456-7890"
+    m = score_head(scored, ["A", "B", c], {"A": 25, "B": 3}, ["t1", "t2", "t3 0812-3456-7890"],
                    ["1", "2", "3"])  # fmt: skip
     assert m["accuracy"] == pytest.approx(2 / 3)
     # A: 1 right, 1 wrongly predicted for C -> precision 1/2, recall 1, F1 2/3
     assert m["macro_f1_frequent"] == pytest.approx(2 / 3) and m["n_frequent_labels"] == 1
     assert m["abstain_rate"] == pytest.approx(1 / 3) and m["precision_when_answering"] == 1.0
-    assert {r["label"] for r in m["per_label"]} == {"A", "B", "C"}
+    assert {r["label"] for r in m["per_label"]} == {"A", "B", "C, hubungi [TELEPON]"}
     assert m["misclassified"][0]["id"] == "3"
     assert "0812" not in m["misclassified"][0]["snippet"], "snippets are redacted"
+    assert "0812" not in m["misclassified"][0]["gold"], "so are labels"
 
 
 @pytest.fixture

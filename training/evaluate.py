@@ -25,7 +25,7 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 from data.directory import Directory
 from data.load import Complaints
 from data.schema import DataError
-from data.text import snippet
+from data.text import redact, snippet
 from model.bundle import Bundle
 from model.predict import HeadResult, abstains, predict_proba, route_head
 from training.baseline import TfidfBaseline
@@ -134,7 +134,7 @@ def score_head(
     metrics["per_label"] = sorted(
         (
             {
-                "label": label,
+                "label": redact(label),  # labels pasted from complaints may hold personal data
                 "train_count": train_counts.get(label, 0),
                 "support": int(s[i]),
                 "precision": float(p[i]),
@@ -150,8 +150,8 @@ def score_head(
         metrics["misclassified"] = [
             {
                 "id": ids[i],
-                "gold": gold[i],
-                "predicted": pred[i],
+                "gold": redact(gold[i]),
+                "predicted": redact(pred[i]),
                 "score": round(float(conf[i]), 4),
                 "snippet": snippet(texts[i], 200),
             }  # fmt: skip

@@ -12,6 +12,8 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from data.text import redact  # noqa: E402
+
 N_BINS = 10
 TOP_LABELS = 15
 
@@ -70,7 +72,7 @@ def confusion_plot(curve: dict[str, Any], path: Path, title: str) -> None:
     m = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(9, 8))
     ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
-    short = [n if len(n) <= 32 else n[:30] + "…" for n in names]
+    short = [n if len(n) <= 32 else n[:30] + "…" for n in map(redact, names)]
     ax.set_xticks(range(len(names)), short, rotation=90, fontsize=7)
     ax.set_yticks(range(len(names)), short, fontsize=7)
     ax.set(xlabel="predicted", ylabel="gold", title=title)
