@@ -282,3 +282,22 @@ def test_build_script_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert len(err.strip().splitlines()) == 1
     assert build(SAMPLES / "complaints.jsonl", "--home", "35.78", "--complete", "kelurahan") == 0
     assert len(Directory.read(out)) > 35
+
+
+def test_build_summary_shows_no_label_with_personal_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # labels pasted from complaints (LAPOR! 2017 has some) are counted, not shown
+    from training.build_directory import main
+
+    rows = [
+        {"text": "jalan rusak", "agency": "Dinas Atlantis"},
+        {"text": "klaim belum cair", "agency": "BPJS cabang hubungi 0812-3456-7890"},
+    ]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = str(tmp_path / "d.csv")
+    assert main(["--data", str(data), "--regions", str(SAMPLES / "regions.csv"), "--out", out]) == 0
+    err = capsys.readouterr().err
+    assert "'Dinas Atlantis'" in err and "0812" not in err
+    assert "(+1 long, multi-line or personal-data labels not shown)" in err

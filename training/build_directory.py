@@ -23,8 +23,8 @@ Usage:
 (default: the shared data's `regions` folder, `$ADUAN_SHARED_DATA/regions` or
 `../shared/data/regions`). A summary goes to stderr: offices per level and
 type, and the labels whose region could not be resolved (labels that look
-like pasted complaint text, over 64 characters or several lines, are counted,
-not shown). User errors exit with status 2 and one line.
+like pasted complaint text, over 64 characters or several lines, and labels
+holding a phone, ID number or e-mail, are counted, not shown). User errors exit with status 2 and one line.
 
 The demo files in `data/samples/` are made with (see its README):
 
@@ -55,6 +55,7 @@ from typing import Any
 
 from data.directory import Directory, Office, label_key
 from data.schema import DataError
+from data.text import redact
 from model.regions import LEVELS, Region, RegionsError, RegionTable, ancestors
 from training.agencies import ParsedAgency, TypeTable, default_types, parse_agency
 
@@ -110,7 +111,7 @@ class Report:
             repr(lb) for lb in shown
         )
         if hidden:
-            line += f" (+{hidden} long or multi-line labels not shown)"
+            line += f" (+{hidden} long, multi-line or personal-data labels not shown)"
         lines.append(line)
         if self.skipped:
             lines.append(f"labels skipped (no letters or digits): {len(self.skipped)}")
@@ -118,7 +119,8 @@ class Report:
 
 
 def _showable(label: str) -> bool:
-    return len(label) <= SHOW_LABEL_MAX and "\n" not in label
+    """Short one-line labels are shown; none holding personal data (a phone number)."""
+    return len(label) <= SHOW_LABEL_MAX and "\n" not in label and redact(label) == label
 
 
 def slug(text: str) -> str:
