@@ -24,7 +24,8 @@ Usage:
 `../shared/data/regions`). A summary goes to stderr: offices per level and
 type, and the labels whose region could not be resolved (labels that look
 like pasted complaint text, over 64 characters or several lines, and labels
-holding a phone, ID number or e-mail, are counted, not shown). User errors exit with status 2 and one line.
+holding a phone, ID number or e-mail, are counted, not shown). User errors
+exit with status 2 and one line.
 
 The demo files in `data/samples/` are made with (see its README):
 
