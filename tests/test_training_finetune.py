@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,22 @@ def test_finetune_config_file(tmp_path: Path) -> None:
             TrainConfig.from_file(path)
     path.write_text(json.dumps({"refit_mix_folds": 3}))
     assert TrainConfig.from_file(path).refit_mix_folds == 3
+    # wrong types and values are named, before any training
+    for bad, says in [
+        ({"epochs": "3"}, "epochs must be a whole number >= 1, not '3'"),
+        ({"epochs": 0}, "epochs must be a whole number >= 1"),
+        ({"batch_size": -3}, "batch_size must be a whole number >= 1"),
+        ({"lr": -1}, "lr must be a number > 0"),
+        ({"labels": "agency"}, "labels must be a non-empty list"),
+        ({"labels": []}, "labels must be a non-empty list"),
+        ({"lexical_c": -1}, "lexical_c must be a number > 0"),
+        ({"lexical_word_features": "many"}, "lexical_word_features must be a whole number"),
+        ({"max_length": 0}, "max_length must be a whole number from 8 to 512, or null"),
+        ({"bf16": "yes"}, "bf16 must be true, false or null"),
+    ]:
+        path.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=re.escape(says)):
+            TrainConfig.from_file(path)
+    path.write_text(json.dumps({"max_length": None, "bf16": None, "lr": 1}))
+    assert TrainConfig.from_file(path).lr == 1
+    assert TrainConfig().problem() is None

@@ -119,10 +119,69 @@ class TrainConfig:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"{p}: unknown config key(s): {', '.join(unknown)}")
-        folds = raw.get("refit_mix_folds", 0)
-        if not isinstance(folds, int) or isinstance(folds, bool) or folds == 1 or folds < 0:
-            raise ValueError(f"{p}: refit_mix_folds must be 0 (off) or a whole number >= 2")
-        return cls(**raw)
+        config = cls(**raw)
+        problem = config.problem()
+        if problem:
+            raise ValueError(f"{p}: {problem}")
+        return config
+
+    def problem(self) -> str | None:
+        """What is wrong with these settings (types and ranges), or None."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind, check, meaning = _RULES[f.name]
+            optional = kind.endswith("?")
+            if value is None and optional:
+                continue
+            ok_type = {
+                "int": isinstance(value, int) and not isinstance(value, bool),
+                "float": isinstance(value, int | float) and not isinstance(value, bool),
+                "bool": isinstance(value, bool),
+                "str": isinstance(value, str),
+                "labels": isinstance(value, list)
+                and bool(value)
+                and all(isinstance(v, str) and v for v in value),
+            }[kind.rstrip("?")]
+            if not ok_type or not check(value):
+                return f"{f.name} must be {meaning}, not {value!r}"
+        return None
+
+
+def _any(_: Any) -> bool:
+    return True
+
+
+#: Per TrainConfig field: the JSON type ("?" = may be null), the range, how it reads.
+_RULES: dict[str, tuple[str, Any, str]] = {
+    "labels": ("labels", _any, "a non-empty list of label column names"),
+    "split": ("str", lambda v: v in ("time", "random"), "'time' or 'random'"),
+    "dev_fraction": ("float", lambda v: 0 <= v < 1, "a share from 0 to below 1"),
+    "seed": ("int", _any, "a whole number"),
+    "epochs": ("int", lambda v: v >= 1, "a whole number >= 1"),
+    "max_steps": ("int?", lambda v: v >= 1, "a whole number >= 1 or null"),
+    "batch_size": ("int", lambda v: v >= 1, "a whole number >= 1"),
+    "lr": ("float", lambda v: v > 0, "a number > 0"),
+    "head_lr": ("float", lambda v: v > 0, "a number > 0"),
+    "weight_decay": ("float", lambda v: v >= 0, "a number >= 0"),
+    "warmup_ratio": ("float", lambda v: 0 <= v < 1, "a share from 0 to below 1"),
+    "max_length": ("int?", lambda v: 8 <= v <= 512, "a whole number from 8 to 512, or null"),
+    "max_length_cap": ("int", lambda v: 8 <= v <= 512, "a whole number from 8 to 512"),
+    "min_count": ("int", lambda v: v >= 1, "a whole number >= 1"),
+    "class_weight_power": ("float", lambda v: v >= 0, "a number >= 0"),
+    "label_smoothing": ("float", lambda v: 0 <= v < 1, "a share from 0 to below 1"),
+    "freeze_embeddings": ("bool", _any, "true or false"),
+    "freeze_layers": ("int", lambda v: v >= 0, "a whole number >= 0"),
+    "bf16": ("bool?", _any, "true, false or null"),
+    "prompt": ("str", _any, "a string"),
+    "target_precision": ("float", lambda v: 0 < v <= 1, "a share above 0, at most 1"),
+    "eval_batch_size": ("int", lambda v: v >= 1, "a whole number >= 1"),
+    "lexical": ("bool", _any, "true or false"),
+    "lexical_word_features": ("int", lambda v: v >= 1, "a whole number >= 1"),
+    "lexical_char_features": ("int", lambda v: v >= 1, "a whole number >= 1"),
+    "lexical_c": ("float", lambda v: v > 0, "a number > 0"),
+    "refit_with_dev": ("bool", _any, "true or false"),
+    "refit_mix_folds": ("int", lambda v: v == 0 or v >= 2, "0 (off) or a whole number >= 2"),
+}
 
 
 def freeze_lower_layers(bert: Any, n: int) -> int:
