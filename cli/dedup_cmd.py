@@ -19,6 +19,7 @@ from cli.main import (
     _echo_json,
     _set_threads,
     app,
+    check_output_file,
 )
 from model.files import atomic_output
 
@@ -144,6 +145,7 @@ def dedup_score(
     from model.dedup import DuplicateFinder
     from training.dedup import embed_pairs
 
+    check_output_file(out, pairs)
     bundle = _load_bundle(model, threads)
     items = read_pairs_jsonl(pairs)
     finder = DuplicateFinder(bundle)
@@ -178,8 +180,9 @@ def dedup_clusters(
     "created_at", "kecamatan", "kelurahan", "snippet"}]} with redacted snippets.
     """
     from data.load import load_complaints
-    from model.dedup import DuplicateFinder, clusters, complaints_as_records
+    from model.dedup import DuplicateFinder, clusters, complaints_as_records, parse_time
 
+    check_output_file(out, data)
     bundle = _load_bundle(model, threads)
     c = load_complaints(data, split=split, text_column=text_column, id_column=id_column)
     records = complaints_as_records(c)
@@ -188,13 +191,19 @@ def dedup_clusters(
     groups = clusters(finder, records, vectors, window_days=window_days)
     with atomic_output(out) as fh:
         for n, rows in enumerate(groups, start=1):
-            members = sorted((records[i] for i in rows), key=lambda r: (r.created_at or "", r.id))
-            times = [m.created_at for m in members if m.created_at]
+            # in time order (as instants: "+07:00" and "Z" times compare right), undated last
+            dated = sorted(
+                ((t, records[i]) for i in rows if (t := parse_time(records[i].created_at))),
+                key=lambda tr: (tr[0], tr[1].id),
+            )
+            undated = sorted((records[i] for i in rows if not parse_time(records[i].created_at)),
+                             key=lambda r: r.id)  # fmt: skip
+            members = [r for _, r in dated] + undated
             line = {
                 "cluster": n,
                 "size": len(members),
-                "first": min(times) if times else None,
-                "last": max(times) if times else None,
+                "first": dated[0][1].created_at if dated else None,
+                "last": dated[-1][1].created_at if dated else None,
                 "members": [
                     {
                         "id": m.id,

@@ -138,7 +138,7 @@ def index_stats(index: IndexOpt = None) -> None:
 
     Opens the index in the vector space it was built in; no model is loaded.
     """
-    from model.index import open_index, read_index_identity
+    from model.index import DB_FILE, open_index, read_index_identity
     from serving.settings import Settings
 
     settings = _settings(index=index)
@@ -146,7 +146,9 @@ def index_stats(index: IndexOpt = None) -> None:
     path = settings.index_path()
     identity = read_index_identity(path)
     if identity is None:
-        raise UserError(f"{path}: no readable index here (`aduan index add` creates one)")
+        if (path / DB_FILE).is_file():
+            raise UserError(f"{path / DB_FILE}: damaged or not an aduan index database")
+        raise UserError(f"{path}: no index here (`aduan index add` creates one)")
     embedding_id, dim = identity
     with open_index(path, dim=dim, embedding_id=embedding_id, create=False) as idx:
         _echo_json(idx.stats())

@@ -41,7 +41,8 @@ log = logging.getLogger("aduan")
 ROUTED_HEAD = "agency"
 
 DataOpt = Annotated[
-    str, typer.Option("--data", help="A JSONL/CSV/TSV/Parquet file, a datasets folder, or a name.")
+    str,
+    typer.Option("--data", help="A JSONL/JSON/CSV/TSV/Parquet file, a datasets folder, or a name."),
 ]
 SplitOpt = Annotated[
     str | None, typer.Option("--split", help="Split of a multi-split source (default: train).")
@@ -53,7 +54,7 @@ IdColOpt = Annotated[
     str | None, typer.Option("--id-column", help="Column holding the id (default: id).")
 ]
 ThreadsOpt = Annotated[
-    int | None, typer.Option("--threads", help="Torch CPU threads (default: all cores).")
+    int | None, typer.Option("--threads", min=1, help="Torch CPU threads (default: all cores).")
 ]
 RuntimeOpt = Annotated[
     str,
@@ -124,7 +125,49 @@ def run(argv: list[str] | None = None) -> int:
     except _user_errors() as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2
+    except OSError as exc:  # a folder that is read-only, full, a file where a folder should be
+        from data.text import redact
+
+        where = redact(str(exc.filename)) + ": " if exc.filename else ""
+        typer.echo(f"error: {where}{exc.strerror or type(exc).__name__}", err=True)
+        return 2
     return status if isinstance(status, int) else 0
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _source_ref(source: str | None) -> str | None:
+    """A data source as a bundle records it: an existing path made absolute, a name as is."""
+    if source is None or not Path(source).exists():
+        return source
+    return str(Path(source).resolve())
+
+
+def check_output_file(out: Path, *inputs: str | Path | None) -> None:
+    """Refuse, before any work, an --out file that is an input (it would be overwritten),
+    a folder, or in a folder that cannot be created or written."""
+    for source in inputs:
+        if source is not None and _same_file(out, Path(source)):
+            raise UserError(f"--out {out} is also an input; write the output elsewhere")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name")
+    check_output_dir(out.parent)
+
+
+def check_output_dir(folder: Path) -> None:
+    """Refuse, before any work, an output folder that cannot be created or written."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{folder}: cannot write in {existing} (read-only or no permission)")
 
 
 def _set_threads(threads: int | None) -> None:
@@ -450,7 +493,8 @@ def train(
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Encoder learning rate (default: 1e-4).")] = None,
     max_length: Annotated[
-        int | None, typer.Option(help="Max tokens (default: 95th percentile of the data, <= 256).")
+        int | None,
+        typer.Option(help="Max tokens (default: 95th percentile of the data, <= 128)."),
     ] = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed: split, init, batch order (default: 0).")
@@ -538,8 +582,13 @@ def train(
     config = replace(config, **{k: v for k, v in given.items() if v is not None})
     if config.split not in ("random", "time"):
         raise UserError(f"--split must be 'random' or 'time', not {config.split!r}")
-    load = {"source": str(data), "split": data_split, "text_column": text_column,
-            "dev_source": dev_data, "dev_split": dev_split}  # fmt: skip
+    problem = config.problem()
+    if problem:
+        raise UserError(f"invalid setting (option or --config): {problem}")
+    # Paths recorded absolute, so the bundle's rows can be re-read from any folder
+    # (`evaluate --baseline`, `bundle lexical`, `bundle exemplars`); names stay names.
+    load = {"source": _source_ref(data), "split": data_split, "text_column": text_column,
+            "dev_source": _source_ref(dev_data), "dev_split": dev_split}  # fmt: skip
     if frozen_encoder and start_from:
         raise UserError("--from continues fine-tuning; it cannot be combined with --frozen-encoder")
     train_set, dev_set = load_training_data(load, config)
@@ -552,7 +601,7 @@ def train(
         router = routing.build_router(directory, regions, scope or ())
         train_set = routing.label_types(train_set, ROUTED_HEAD, router.directory)
         dev_set = routing.label_types(dev_set, ROUTED_HEAD, router.directory)
-        load["directory"] = str(directory)
+        load["directory"] = str(directory.resolve())
     how = f"from {dev_data}" if dev_data else f"{config.split} split"
     typer.echo(f"training on {len(train_set)} rows, dev {len(dev_set)} rows ({how})")
     if frozen_encoder:
@@ -624,6 +673,9 @@ def evaluate_cmd(
     _set_threads(threads)
     if baseline not in (None, "tfidf"):
         raise UserError(f"--baseline must be 'tfidf', not {baseline!r}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; evaluate writes a folder")
+    check_output_dir(out)
     bundle = Bundle.load(model)
     c = load_complaints(
         data, split=split, text_column=text_column, label_columns=list(bundle.head_specs)
@@ -683,6 +735,7 @@ def predict_cmd(
     from model.predict import predict
 
     _set_threads(threads)
+    check_output_file(out, data)
     bundle = Bundle.load(model)
     c = load_complaints(data, split=split, text_column=text_column, id_column=id_column)
     if c.n_dropped_empty:

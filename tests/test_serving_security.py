@@ -104,6 +104,13 @@ def test_api_key_commands(
     assert run(["api-key", "hash", "--scopes", "*"]) == 0
     assert capsys.readouterr().out.strip() == f"sha256:{hash_key('rahasia')}:*"
     assert run(["api-key", "new", "--scopes", "root"]) == 2
+    # "route, admin" (a space, as people type it) gives an entry the server accepts
+    assert run(["api-key", "new", "--scopes", "route, admin"]) == 0
+    entry = capsys.readouterr().out.splitlines()[1].split()[-1]
+    assert entry.endswith(":route,admin") and len(parse_keys(entry)) == 1
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\xff\xfe\n")))
+    assert run(["api-key", "hash"]) == 2
+    assert "not valid UTF-8" in capsys.readouterr().err
 
 
 def test_request_ids() -> None:

@@ -55,8 +55,9 @@ def training_split(bundle: Bundle) -> tuple[Complaints, Complaints]:
     load = record.get("load")
     if not load:
         raise DataError(
-            "the bundle does not record how its training data was loaded; "
-            "the baseline cannot be trained on the same rows"
+            "the bundle does not record how its training data was loaded (`aduan train` "
+            "records it; the demo bundle and `bundle init` do not), so its training rows "
+            "cannot be read again"
         )
     cfg = bundle.training["config"]
     settings = SimpleNamespace(
@@ -175,6 +176,9 @@ def evaluate(
             f"{data.source}: none of the bundle's heads ({', '.join(bundle.head_specs)}) "
             "is a label column of the evaluation data"
         )
+    heads = [h for h in heads if any(v is not None for v in data.labels(h))]
+    if not heads:
+        raise DataError(f"{data.source}: no row has a label for any of the bundle's heads")
     texts, ids = data.texts(), data.ids()
     embeddings, probs = predict_proba(bundle, texts, batch_size=batch_size)
     peer: TfidfBaseline | None = None
