@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from data.load import load_complaints
+from data.schema import DataError
 from model.bundle import Bundle
 from model.predict import predict
 from tests.tiny import write_keyword_complaints as write_rows
@@ -53,5 +54,5 @@ def test_training_heads_need_two_labels(tiny_encoder_dir: Path, tmp_path: Path) 
     )
     config = HeadTrainConfig(labels=["topic"])
     data = load_complaints(path, label_columns=["topic"])
-    with pytest.raises(ValueError, match="needs two or more"):
+    with pytest.raises(DataError, match="needs two or more"):  # a user error (exit 2)
         train_heads(*split_data(data, config), config, encoder_dir=tiny_encoder_dir)

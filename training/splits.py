@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from data.load import Complaints, load_complaints
+from data.schema import DataError
 from data.splits import random_split, time_split
 
 
@@ -62,7 +63,7 @@ def kept_labels(
 ) -> tuple[dict[str, list[str]], dict[str, dict[str, int]]]:
     """Per head, the labels it learns (>= min_count training rows) and those set aside.
 
-    Raises ValueError when a head would have fewer than two labels to learn.
+    Raises DataError (a user error) when a head would have fewer than two labels to learn.
     """
     kept, rare = {}, {}
     for head in heads:
@@ -70,7 +71,7 @@ def kept_labels(
         kept[head] = sorted(label for label, n in counts.items() if n >= min_count)
         rare[head] = {label: n for label, n in sorted(counts.items()) if n < min_count}
         if len(kept[head]) < 2:
-            raise ValueError(
+            raise DataError(
                 f"label {head!r} has {len(kept[head])} label(s) with at least {min_count} "
                 "training rows; a classifier needs two or more"
             )
