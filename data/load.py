@@ -11,13 +11,18 @@ record what it was trained on (`Complaints.fingerprint`).
 Reading never writes next to the source (the shared folder is read-only in
 CI): CSV, TSV and Parquet go through `datasets` with its build cache in a
 temporary folder that is deleted afterwards, and the data is kept in memory.
+CSV and TSV records are checked with the `csv` module first, so a row with
+more fields than the header, or a byte that is not UTF-8, is named by its
+line instead of being shifted into the wrong columns or reported by offset.
 JSON and JSONL are parsed here with the `json` module, line by line, which
 gives the line number of the first malformed line and avoids `datasets`'
 type inference failing on columns whose type varies between records (an id
 that is a number in one record and a string in the next).
 
 Errors are `DataError`s that name the file and the line or row, and never
-quote complaint text (the corpora hold real personal data).
+quote complaint text (the corpora hold real personal data); the ids and
+column names they quote go through `data.text.redact`. A source without
+rows is an error too ("<file>: no rows").
 """
 
 from __future__ import annotations
@@ -263,6 +268,8 @@ def _read_jsonl(path: Path, limit: int | None) -> _RawTable:
                 )
             records.append(record)
             line_numbers.append(lineno)
+    if not records and limit != 0:
+        raise DataError(f"{path}: no rows (the file is empty or holds only blank lines)")
     return _RawTable.from_records(records, lambda i: f"line {line_numbers[i]}")
 
 
@@ -270,8 +277,10 @@ def _read_json(path: Path, limit: int | None) -> _RawTable:
     """A JSON array of objects, an object holding one such array, or JSON Lines named .json."""
     try:
         content = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 (byte {e.start}); save it as UTF-8") from None
+    except UnicodeDecodeError:
+        raise utf8_error(path) from None
+    if not content.strip():
+        raise DataError(f"{path}: no rows (the file is empty)")
     try:
         payload = json.loads(content)
     except json.JSONDecodeError as e:
@@ -291,6 +300,8 @@ def _read_json(path: Path, limit: int | None) -> _RawTable:
             f"{path}: expected a JSON array of objects (one per complaint), "
             f"an object holding one such array, or JSON Lines"
         )
+    if not payload:
+        raise DataError(f"{path}: no rows (an empty array)")
     if limit is not None:
         payload = payload[:limit]
     for i, item in enumerate(payload):
@@ -303,16 +314,57 @@ def _read_json(path: Path, limit: int | None) -> _RawTable:
 
 @contextlib.contextmanager
 def _quiet_datasets() -> Iterator[None]:
-    """Hide `datasets`' progress bars during a load, restoring the caller's setting."""
+    """Hide `datasets`' progress bars and log lines, restoring the caller's settings.
+
+    Its builders log "Failed to read file ..." before re-raising (shown twice
+    once the CLI has configured logging: by `datasets`' own handler and by the
+    root's), and that line may quote a cell; the error itself reaches the
+    caller, who turns it into a `DataError`.
+    """
     import datasets
 
     was_disabled = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()
+    datasets_log = logging.getLogger("datasets")
+    level = datasets_log.level
+    datasets_log.setLevel(logging.CRITICAL + 1)
     try:
         yield
     finally:
+        datasets_log.setLevel(level)
         if not was_disabled:
             datasets.enable_progress_bars()
+
+
+def utf8_error(path: Path) -> DataError:
+    """The error for a file that is not valid UTF-8, naming its first bad line.
+
+    Decoders reading in chunks (pandas, text-mode files) report a byte's
+    offset in the chunk; UTF-8 never splits a character across a newline
+    byte, so decoding line by line finds the line exactly.
+    """
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                return DataError(
+                    f"{path}: line {lineno} is not valid UTF-8 (byte {e.start}); "
+                    f"save the file as UTF-8"
+                )
+    return DataError(f"{path}: not valid UTF-8; save it as UTF-8")
+
+
+def _shown(name: str) -> str:
+    """A column name as an error message may show it: redacted and cut short.
+
+    A header-less file read as having a header makes its first row the
+    column names, and that row is a complaint.
+    """
+    from data.text import redact
+
+    name = redact(name)
+    return name if len(name) <= 40 else name[:39] + "…"
 
 
 def _safe_detail(error: BaseException) -> str:
@@ -323,33 +375,82 @@ def _safe_detail(error: BaseException) -> str:
     """
     import pandas as pd
 
+    shown = _caused_by(error, pd.errors.ParserError, UnicodeDecodeError)
+    return f"{type(shown).__name__}: {shown}" if shown is not None else type(error).__name__
+
+
+def _caused_by(error: BaseException, *types: type[BaseException]) -> BaseException | None:
+    """The first error of one of `types` in `error`'s chain of causes, if any."""
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(seen, (pd.errors.ParserError, UnicodeDecodeError)):
-            return f"{type(seen).__name__}: {seen}"
+        if isinstance(seen, types):
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return type(error).__name__
+    return None
 
 
-def _read_header(path: Path, delimiter: str, quoting: bool) -> list[str]:
-    """The header row, read with the same dialect pandas will use."""
+def _header_names(path: Path, header: list[str]) -> list[str]:
+    """Column names from a header row: blanks named by position, repeats an error."""
+    names = [h.strip() or f"column_{i + 1}" for i, h in enumerate(header)]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DataError(
+            f"{path}: the header repeats column name(s) {', '.join(map(_shown, duplicates))}; "
+            f"rename them so each column has its own name"
+        )
+    return names
+
+
+def _scan_delimited(
+    path: Path, delimiter: str, quoting: bool, names: list[str] | None, limit: int | None
+) -> list[str]:
+    """Check a delimited file's records before pandas reads it; returns the column names.
+
+    With `names` None the first record is the header. The records (the first
+    `limit` data rows) are read with the dialect pandas will use, because
+    pandas fails quietly or vaguely where this names the line: it shifts a
+    row with more fields than the header (taking the first as an index),
+    fails on a header-only file with a bare ValueError, and reports a bad
+    byte by its offset in a chunk. Blank lines are skipped, as pandas does.
+    """
+    shown = "tab" if delimiter == "\t" else repr(delimiter)
+    hint = (
+        f"check for an unquoted {shown} inside a value, or a trailing {shown}"
+        if quoting
+        else f"check for a {shown} inside a value, or a trailing {shown}"
+    )
+    has_header = names is None
+    expected = "the header has" if has_header else "expected"
+    n_rows = 0
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(
                 f, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE
             )
-            header = next(reader, None)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 (byte {e.start}); save it as UTF-8") from None
-    if not header:
-        raise DataError(f"{path}: the file is empty (expected a header row)")
-    names = [h.strip() or f"column_{i + 1}" for i, h in enumerate(header)]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise DataError(
-            f"{path}: the header repeats column name(s) {', '.join(duplicates)}; "
-            f"rename them so each column has its own name"
-        )
+            if names is None:
+                header = next(reader, None)
+                if not header:
+                    raise DataError(f"{path}: the file is empty (expected a header row)")
+                names = _header_names(path, header)
+            end = reader.line_num
+            for record in reader:
+                start, end = end + 1, reader.line_num  # a quoted value may span lines
+                if not record:
+                    continue
+                if n_rows == limit:
+                    break
+                if len(record) > len(names):
+                    raise DataError(
+                        f"{path}: line {start} has {len(record)} fields, {expected} "
+                        f"{len(names)}; {hint}"
+                    )
+                n_rows += 1
+    except UnicodeDecodeError:
+        raise utf8_error(path) from None
+    except csv.Error as e:
+        raise DataError(f"{path}: line {reader.line_num} could not be read ({e})") from None
+    if n_rows == 0 and limit != 0:
+        raise DataError(f"{path}: no rows" + (" (only a header)" if has_header else ""))
     return names
 
 
@@ -368,17 +469,16 @@ def _read_delimited(
 
     delimiter = options.delimiter or ("\t" if fmt == "tsv" else ",")
     quoting = options.quoting if options.quoting is not None else fmt != "tsv"
-    if options.header:
-        names = _read_header(path, delimiter, quoting)
-    elif options.column_names:
-        names = list(options.column_names)
-    else:
+    if not options.header and not options.column_names:
         raise DataError(f"{path}: a header-less file needs column names")
+    given = None if options.header else list(options.column_names or ())
+    names = _scan_delimited(path, delimiter, quoting, given, limit)
     features = datasets.Features({n: datasets.Value("string") for n in names})
     kwargs: dict[str, Any] = {
         "sep": delimiter,
         "header": 0 if options.header else None,
         "names": names,
+        "index_col": False,  # never take a first field as the index (checked above too)
         "quoting": csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE,
         "keep_default_na": False,
         "encoding": "utf-8",
@@ -391,13 +491,22 @@ def _read_delimited(
                 str(path), features=features, cache_dir=tmp, keep_in_memory=True, **kwargs
             )
     except Exception as e:
+        if _caused_by(e, UnicodeDecodeError):  # past `limit` rows, in pandas' read-ahead
+            raise utf8_error(path) from None
         raise DataError(f"{path}: could not read as {fmt.upper()} ({_safe_detail(e)})") from None
     return _RawTable.from_dataset(ds, _data_row)
 
 
 def _read_parquet(path: Path, limit: int | None, tmp: str) -> _RawTable:
     import datasets
+    import pyarrow.parquet as pq
 
+    try:
+        n_rows = pq.ParquetFile(path).metadata.num_rows
+    except Exception as e:
+        raise DataError(f"{path}: could not read as Parquet ({type(e).__name__})") from None
+    if n_rows == 0:  # `datasets` fails on it ("BatchSize must be greater than 0")
+        raise DataError(f"{path}: no rows")
     try:
         with _quiet_datasets():
             ds = datasets.Dataset.from_parquet(str(path), cache_dir=tmp, keep_in_memory=True)
@@ -413,7 +522,8 @@ def _read_folder(path: Path, split: str | None, limit: int | None) -> _RawTable:
     import datasets
 
     try:
-        loaded = datasets.load_from_disk(str(path), keep_in_memory=True)
+        with _quiet_datasets():
+            loaded = datasets.load_from_disk(str(path), keep_in_memory=True)
     except Exception as e:
         raise DataError(
             f"{path}: is a folder but not one written by datasets' save_to_disk "
@@ -513,7 +623,7 @@ def _iso_datetime(value: Any, name: str, where: str) -> str | None:
 
 
 def _missing_column(name: str, what: str, column: str, columns: list[str], hint: str) -> DataError:
-    listed = ", ".join(columns) if columns else "(none)"
+    listed = ", ".join(map(_shown, columns)) if columns else "(none)"
     return DataError(f"{name}: no {what} column '{column}'; columns are: {listed}. {hint}")
 
 
@@ -530,7 +640,7 @@ def _standardise(
     """Map raw rows onto the schema; returns the dataset, rows dropped empty, unlabelled counts."""
     import datasets
 
-    from data.text import normalize_text
+    from data.text import normalize_text, redact
 
     text_col = text_column or TEXT
     if text_col not in raw.columns:
@@ -577,7 +687,7 @@ def _standardise(
     for i, id_ in enumerate(ids):
         if id_ in first_seen:
             raise DataError(
-                f"{name}: duplicate id '{id_[:80]}' at {raw.where(first_seen[id_])} "
+                f"{name}: duplicate id '{redact(id_)[:80]}' at {raw.where(first_seen[id_])} "
                 f"and {raw.where(i)}; ids must be unique"
             )
         first_seen[id_] = i
@@ -604,7 +714,7 @@ def _standardise(
             "%s: dropped %d row(s) with empty text; first ids: %s",
             name,
             n_dropped_empty,
-            ", ".join(dropped[:_LOG_IDS]),
+            ", ".join(redact(i) for i in dropped[:_LOG_IDS]),
         )
     n_unlabelled = {col: sum(1 for i in keep if label_values[col][i] is None) for col in labels}
     if require_labels and any(n_unlabelled.values()):
@@ -745,6 +855,8 @@ def load_complaints(
             raw = _read_parquet(target.path, limit, tmp)
         else:
             raw = _read_folder(target.path, target.split, limit)
+        if raw.n_rows == 0 and limit != 0:
+            raise DataError(f"{target.path}: no rows")
         dataset, n_dropped_empty, n_unlabelled = _standardise(
             raw,
             name=str(target.path),

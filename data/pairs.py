@@ -10,14 +10,17 @@ Two input formats (documented in README.md, "Duplicate detection"):
        "b": {...},
        "label": true}
 
-  `pair` is any string or number naming the pair (echoed in the output);
-  each side needs a non-empty `text`; `created_at`, `city`, `kecamatan`,
-  `kelurahan`, `address`, `region_code` and `id` are optional. `label`
+  `pair` is any string or number naming the pair (echoed in the output),
+  unique in the file; a pair without one is named `line-<n>` after its line
+  (counting from 1), so two unnamed pairs never share a name. Each side needs
+  a non-empty `text`; `created_at`, `city`, `kecamatan`, `kelurahan`,
+  `address`, `region_code` and `id` are optional. `label`
   (true/false, or 1/0) is required for calibration and ignored by scoring.
 - **ids CSV** with header `id_a,id_b,label` (label 1/0), resolved against a
   complaint source (`--data`), as in `data/labels/`.
 
-Errors name the file and line and never quote complaint text.
+Errors name the file and line and never quote complaint text; ids and pair
+names they quote are redacted (`data.text.redact`), as an id may be a NIK.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from data.load import Complaints
+from data.load import Complaints, utf8_error
 from data.schema import LOCATION_FIELDS, DataError
-from data.text import normalize_text
+from data.text import normalize_text, redact
 
 SIDE_FIELDS: tuple[str, ...] = ("id", "text", "created_at", *LOCATION_FIELDS)
 
@@ -118,7 +121,8 @@ def read_pairs_jsonl(path: str | Path, *, require_labels: bool = False) -> list[
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     pairs: list[Pair] = []
-    seen: set[str] = set()
+    first_line: dict[str, int] = {}  # each name, and the line that first had it
+    unnamed: set[int] = set()  # lines whose pair had no "pair" and is named after the line
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
             where = f"{path}: line {lineno}"
@@ -141,13 +145,27 @@ def read_pairs_jsonl(path: str | Path, *, require_labels: bool = False) -> list[
                 raise DataError(
                     f"{where}: unknown field(s) {', '.join(unknown)}; allowed: pair, a, b, label"
                 )
-            name = obj.get("pair", str(len(pairs)))
-            if isinstance(name, bool) or not isinstance(name, str | int):
-                raise DataError(f"{where}: 'pair' must be a string or a number")
-            name = str(name)
-            if name in seen:
-                raise DataError(f"{where}: pair {name!r} appears twice")
-            seen.add(name)
+            if "pair" in obj:
+                given = obj["pair"]
+                if isinstance(given, bool) or not isinstance(given, str | int):
+                    raise DataError(f"{where}: 'pair' must be a string or a number")
+                name = str(given)
+            else:
+                name = f"line-{lineno}"
+                unnamed.add(lineno)
+            if name in first_line:
+                first = first_line[name]
+                if first in unnamed:
+                    how = f"line {first} has no 'pair' and is named after its line"
+                elif lineno in unnamed:
+                    how = f"this line has no 'pair' and is named after it; line {first} uses it"
+                else:
+                    how = f"first on line {first}"
+                raise DataError(
+                    f"{where}: pair {redact(name)!r} appears twice ({how}); "
+                    f"pair names must be unique"
+                )
+            first_line[name] = lineno
             pairs.append(
                 Pair(
                     pair=name,
@@ -163,27 +181,40 @@ def read_pairs_jsonl(path: str | Path, *, require_labels: bool = False) -> list[
 
 def read_pair_ids_csv(path: str | Path) -> list[tuple[str, str, bool]]:
     """Read an `id_a,id_b,label` CSV (label 1/0); errors name the line."""
-    path = Path(path)
+    return [(a, b, label) for _, a, b, label in _pair_id_rows(Path(path))]
+
+
+def _pair_id_rows(path: Path) -> list[tuple[int, str, str, bool]]:
+    """The rows of an ids CSV, each with the line it starts on."""
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    out: list[tuple[str, str, bool]] = []
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != ["id_a", "id_b", "label"]:
-            raise DataError(f"{path}: line 1 must be the header id_a,id_b,label")
-        for row in reader:
-            where = f"{path}: line {reader.line_num}"
-            if not row or not any(c.strip() for c in row):
-                continue
-            if len(row) != 3:
-                raise DataError(f"{where}: expected 3 columns (id_a,id_b,label), got {len(row)}")
-            a, b, label = (c.strip() for c in row)
-            if not a or not b:
-                raise DataError(f"{where}: id_a and id_b must not be empty")
-            value = _label(label, where, required=True)
-            assert value is not None
-            out.append((a, b, value))
+    out: list[tuple[int, str, str, bool]] = []
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header] != ["id_a", "id_b", "label"]:
+                raise DataError(f"{path}: line 1 must be the header id_a,id_b,label")
+            end = reader.line_num
+            for row in reader:
+                lineno, end = end + 1, reader.line_num  # a quoted value may span lines
+                where = f"{path}: line {lineno}"
+                if not row or not any(c.strip() for c in row):
+                    continue
+                if len(row) != 3:
+                    raise DataError(
+                        f"{where}: expected 3 columns (id_a,id_b,label), got {len(row)}"
+                    )
+                a, b, label = (c.strip() for c in row)
+                if not a or not b:
+                    raise DataError(f"{where}: id_a and id_b must not be empty")
+                value = _label(label, where, required=True)
+                assert value is not None
+                out.append((lineno, a, b, value))
+    except UnicodeDecodeError:
+        raise utf8_error(path) from None
+    except csv.Error as e:
+        raise DataError(f"{path}: line {reader.line_num} could not be read ({e})") from None
     if not out:
         raise DataError(f"{path}: no pairs in the file")
     return out
@@ -191,19 +222,20 @@ def read_pair_ids_csv(path: str | Path) -> list[tuple[str, str, bool]]:
 
 def pairs_from_ids(path: str | Path, complaints: Complaints) -> list[Pair]:
     """Resolve an ids CSV against loaded complaints; an unknown id is an error naming its line."""
-    rows = read_pair_ids_csv(path)
+    path = Path(path)
+    rows = _pair_id_rows(path)
     index = {id_: i for i, id_ in enumerate(complaints.ids())}
     needed: list[int] = []
-    for lineno, (a, b, _) in enumerate(rows, start=2):
+    for lineno, a, b, _ in rows:
         for id_ in (a, b):
             if id_ not in index:
                 raise DataError(
-                    f"{path}: line {lineno}: id {id_!r} is not in {complaints.source}; "
+                    f"{path}: line {lineno}: id {redact(id_)!r} is not in {complaints.source}; "
                     f"pass the --data the pairs were labelled on"
                 )
         needed += [index[a], index[b]]
     sides = pair_sides(complaints.select(sorted(set(needed))))
-    return [Pair(f"{a}|{b}", sides[a], sides[b], label) for a, b, label in rows]
+    return [Pair(f"{a}|{b}", sides[a], sides[b], label) for _, a, b, label in rows]
 
 
 def pair_sides(complaints: Complaints) -> dict[str, PairSide]:

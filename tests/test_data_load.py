@@ -256,6 +256,27 @@ def test_load_duplicate_ids_name_the_id_and_lines(tmp_path: Path) -> None:
     assert "KTP" not in message
 
 
+def test_load_duplicate_id_that_is_personal_data_is_redacted(tmp_path: Path) -> None:
+    rows = [{**ROWS[0], "id": "3578012345678901"}, {**ROWS[1], "id": "3578012345678901"}]
+    with pytest.raises(DataError) as err:
+        load_complaints(write("jsonl", tmp_path, rows))
+    message = str(err.value)
+    assert "duplicate id '[NIK]' at line 1 and line 2" in message
+    assert "3578012345678901" not in message
+
+
+def test_load_missing_column_list_redacts_and_shortens_names(tmp_path: Path) -> None:
+    """A header-less CSV read with a header: its first complaint becomes the column names."""
+    source = tmp_path / "tanpa-header.csv"
+    first = "Lampu mati sejak lama di depan rumah saya hubungi 081234567890"
+    source.write_text(f"1,{first},pelapor@example.com\n2,jalan rusak,Dinas PU\n", "utf-8")
+    with pytest.raises(DataError) as err:
+        load_complaints(source)
+    message = str(err.value)
+    assert "columns are: 1, Lampu mati sejak lama di depan rumah sa…, [EMAIL]." in message
+    assert "081234567890" not in message and "hubungi" not in message
+
+
 def test_load_duplicate_ids_in_csv_name_rows(tmp_path: Path) -> None:
     rows = [*ROWS, {**ROWS[0]}]
     with pytest.raises(DataError, match=r"duplicate id 'c-001' at data row 1 and data row 5"):
@@ -310,9 +331,128 @@ def test_load_tsv_quote_characters_do_not_merge_rows(tmp_path: Path) -> None:
 
 def test_load_malformed_csv_names_file(tmp_path: Path) -> None:
     source = tmp_path / "rusak.csv"
-    source.write_text("id,text\n1,jalan rusak\n2,lampu mati,ekstra,kolom\n", "utf-8")
-    with pytest.raises(DataError, match=r"rusak\.csv: could not read as CSV"):
+    source.write_text('id,text\n1,jalan rusak\n2,"lampu mati\n3,got mampet\n', "utf-8")
+    with pytest.raises(DataError, match=r"rusak\.csv: could not read as CSV \(ParserError"):
         load_complaints(source)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line", "fields", "header"),
+    [
+        # a trailing comma: pandas took the id as the index and shifted every column left
+        ("t.csv", "id,text,agency\n1,jalan rusak,Dinas PU,\n2,lampu mati,Dishub,\n", 2, 4, 3),
+        ("rusak.csv", "id,text\n1,jalan rusak\n2,lampu mati,ekstra,kolom\n", 3, 4, 2),
+        ("t.tsv", "id\ttext\n1\tjalan rusak\n\n2\tlampu\tmati\n", 4, 3, 2),
+    ],
+)
+def test_load_row_with_more_fields_than_the_header_names_the_line(
+    tmp_path: Path, name: str, content: str, line: int, fields: int, header: int
+) -> None:
+    source = tmp_path / name
+    source.write_text(content, "utf-8")
+    with pytest.raises(DataError) as err:
+        load_complaints(source)
+    message = str(err.value)
+    assert message.startswith(f"{source}: line {line} has {fields} fields, the header has {header}")
+    assert "rusak" not in message.removeprefix(str(source))
+
+
+def test_load_csv_quoted_delimiters_and_newlines_stay_in_their_field(tmp_path: Path) -> None:
+    source = tmp_path / "kutip.csv"
+    source.write_text(
+        'id,text,agency\n1,"jalan, rusak\nparah",Dinas PU\n\n2,"lampu ""mati"", gelap",\n'
+        '3,got mampet,"Dinas, SDA"\n',
+        "utf-8",
+    )
+    c = load_complaints(source, label_columns=["agency"])
+    assert c.ids() == ["1", "2", "3"]
+    assert c.texts()[:2] == [normalize_text("jalan, rusak\nparah"), 'lampu "mati", gelap']
+    assert c.labels("agency") == ["Dinas PU", None, "Dinas, SDA"]
+
+
+def test_load_csv_with_fewer_fields_than_the_header_reads_them_as_missing(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "pendek.csv"
+    source.write_text("id,text,agency\n1,jalan rusak\n2,lampu mati,Dishub\n", "utf-8")
+    c = load_complaints(source, label_columns=["agency"])
+    assert c.ids() == ["1", "2"] and c.labels("agency") == [None, "Dishub"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_load_invalid_utf8_deep_in_a_delimited_file_names_the_line(
+    fmt: str, tmp_path: Path
+) -> None:
+    sep = "," if fmt == "csv" else "\t"
+    lines = [f"id{sep}text"] + [f"{i}{sep}keluhan nomor {i} jalan rusak" for i in range(3000)]
+    source = tmp_path / f"latin1.{fmt}"
+    source.write_bytes(
+        ("\n".join(lines) + "\n").encode() + f"3000{sep}caf".encode() + b"\xe9 rusak\n"
+    )
+    with pytest.raises(DataError) as err:
+        load_complaints(source)
+    assert str(err.value) == (
+        f"{source}: line 3002 is not valid UTF-8 (byte 8); save the file as UTF-8"
+    )
+
+
+def test_load_read_errors_print_nothing_of_their_own(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`datasets` logs "Failed to read file ..." (which may quote a cell) before raising;
+    only aduan's DataError may report it."""
+    bad_csv = tmp_path / "rusak.csv"
+    bad_csv.write_text('id,text\n1,"jalan rusak\n', "utf-8")
+    not_parquet = tmp_path / "bukan.parquet"
+    not_parquet.write_text("bukan parquet", "utf-8")
+    bad_parquet = write_parquet(tmp_path / "rusak.parquet", ROWS * 50)
+    content = bytearray(bad_parquet.read_bytes())
+    content[100:1100] = bytes(b ^ 0x5A for b in content[100:1100])  # data pages, not the footer
+    bad_parquet.write_bytes(content)
+    with caplog.at_level(logging.DEBUG):
+        for source in (bad_csv, not_parquet, bad_parquet):
+            with pytest.raises(DataError, match="could not read as"):
+                load_complaints(source)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "Failed to read" not in capfd.readouterr().err
+    assert logging.getLogger("datasets").level != logging.CRITICAL + 1  # restored
+
+
+def write_empty_parquet(path: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}), path
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "detail"),
+    [
+        ("kosong.csv", "id,text,agency\n", " (only a header)"),
+        ("kosong2.csv", "id,text,agency\n\n\n", " (only a header)"),
+        ("kosong.tsv", "id\ttext\n", " (only a header)"),
+        ("kosong.jsonl", "", " (the file is empty or holds only blank lines)"),
+        ("kosong2.jsonl", "\n  \n\n", " (the file is empty or holds only blank lines)"),
+        ("kosong.json", "[]", " (an empty array)"),
+        ("kosong2.json", '{"data": []}', " (an empty array)"),
+        ("kosong3.json", " \n", " (the file is empty)"),
+        ("kosong.parquet", None, ""),
+    ],
+)
+def test_load_source_without_rows_says_so(
+    tmp_path: Path, name: str, content: str | None, detail: str
+) -> None:
+    source = tmp_path / name
+    if content is None:
+        write_empty_parquet(source)
+    else:
+        source.write_text(content, "utf-8")
+    with pytest.raises(DataError) as err:
+        load_complaints(source)
+    assert str(err.value) == f"{source}: no rows{detail}"
 
 
 @pytest.mark.parametrize("suffix", [".xlsx", ".txt", ""])
