@@ -289,9 +289,10 @@ def bundle_init(
     bundle.json lists its heads under "untrained_heads".
     """
     from data.load import load_complaints
-    from model.bundle import Bundle
+    from model.bundle import Bundle, check_output
     from model.encoder import ensure_encoder
 
+    check_output(out, overwrite=overwrite)
     c = load_complaints(data, split=split, text_column=text_column, label_columns=label)
     labels = {h: sorted({v for v in c.labels(h) if v is not None}) for h in label}
     bundle = Bundle.new(ensure_encoder(), labels, seed=seed, name="untrained")
@@ -322,7 +323,8 @@ def bundle_info(
 def bundle_verify(
     model: Annotated[Path, typer.Option("--model", help="Bundle directory.")],
 ) -> None:
-    """Check every file of a bundle against its manifest (sizes and SHA-256) and load it."""
+    """Check every file of a bundle against its manifest (sizes and SHA-256), check that
+    bundle.json still gives the bundle's version (no hand edit), and load it."""
     from model.bundle import Bundle
 
     bundle = Bundle.load(model, verify_hashes=True)
@@ -434,16 +436,19 @@ def bundle_demo(
         Path | None,
         typer.Option("--out", help="Where to build it (default: $ADUAN_HOME/bundles/demo)."),
     ] = None,
-    force: Annotated[bool, typer.Option(help="Rebuild even if a bundle is already there.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Rebuild even if a demo bundle is already there.")
+    ] = False,
     threads: ThreadsOpt = None,
 ) -> None:
     """Build the demo bundle from the project's own sample data, unless one exists."""
     from model.bundle import BundleError, read_bundle_json
     from model.paths import aduan_home
-    from training.demo import SAMPLE_DATA, build_demo_bundle
+    from training.demo import SAMPLE_DATA, build_demo_bundle, check_demo_output
 
     _set_threads(threads)
-    target = out or aduan_home() / "bundles" / "demo"
+    # never over a folder that is no bundle, or over another bundle (BundleError, exit 2)
+    target = check_demo_output(out or aduan_home() / "bundles" / "demo")
     if target.exists() and not force:
         try:
             meta = read_bundle_json(target)
@@ -562,14 +567,14 @@ def train(
     """
     from dataclasses import replace
 
+    from model.bundle import check_output
     from training.finetune import TrainConfig
     from training.finetune import train as finetune
     from training.heads import HeadTrainConfig, train_heads
     from training.splits import load_training_data
 
     _set_threads(threads)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists (use --overwrite to replace it)")
+    check_output(out, overwrite=overwrite)  # before the work: only a bundle is ever replaced
     try:
         config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
     except ValueError as exc:

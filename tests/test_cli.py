@@ -204,6 +204,14 @@ def test_cli_bundle_init_info_and_verify(
     assert info["untrained_heads"] == ["agency"] and "files" not in info
     assert run(["bundle", "verify", "--model", str(out)]) == 0
     assert run(init) == 2, "an existing bundle is not overwritten without --overwrite"
+    # a hand edit of bundle.json (two labels swapped) fails verify, though sizes still match
+    meta_file = out / "bundle.json"
+    meta = json.loads(meta_file.read_text())
+    meta["heads"]["agency"]["labels"].reverse()
+    meta_file.write_text(json.dumps(meta, indent=2))
+    capsys.readouterr()
+    assert run(["bundle", "verify", "--model", str(out)]) == 2
+    assert "bundle.json was changed after the bundle was saved" in capsys.readouterr().err
 
 
 def test_cli_predict_runs_the_serving_runtimes(
