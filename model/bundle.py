@@ -46,7 +46,7 @@ from safetensors.torch import load_file, save_file
 
 from data.directory import Directory
 from data.schema import DataError
-from model.files import fsync_tree, sha256_file
+from model.files import fsync_tree, make_temp_dir, sha256_file
 from model.lexical import LexicalError, LexicalModel
 from model.network import ClassifierHeads, TextEncoder, link_or_copy_tree
 from model.rarity import RarityError, WordRarity
@@ -322,7 +322,7 @@ class Bundle:
         target = check_output(path, overwrite=overwrite)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+            tmp = make_temp_dir(target.name + ".tmp-", target.parent)
         except OSError as exc:
             raise BundleError(
                 f"{target}: cannot save the bundle there: cannot write in {target.parent} "

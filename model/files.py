@@ -75,3 +75,14 @@ def atomic_output(path: Path) -> Iterator[IO[str]]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def make_temp_dir(prefix: str, parent: Path) -> Path:
+    """`tempfile.mkdtemp` in `parent`, but with the mode a plain `mkdir` gives (the umask's),
+    not mkdtemp's 0700: a folder renamed into place from it (a bundle, the encoder cache)
+    must stay readable by another account, such as the one serving it."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    tmp.chmod(0o777 & ~mask)
+    return tmp

@@ -287,3 +287,16 @@ def test_demo_never_replaces_another_bundle_or_a_folder(
     (tmp_path / "empty").mkdir()
     check_demo_output(tmp_path / "empty")
     check_demo_output(str(tmp_path / "new"))
+
+
+def test_saved_bundle_has_the_mode_of_a_plain_folder(tiny_bundle: Bundle, tmp_path: Path) -> None:
+    # mkdtemp makes 0700 folders; a bundle trained by one account is served by another
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        out = tiny_bundle.save(tmp_path / "b")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
