@@ -160,14 +160,17 @@ def check_output_file(out: Path, *inputs: str | Path | None) -> None:
 
 
 def check_output_dir(folder: Path) -> None:
-    """Refuse, before any work, an output folder that cannot be created or written."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    """Refuse, before any work, an output folder that cannot be created or written
+    (the checks `model.bundle.check_output` makes for a bundle's folder)."""
+    from model.files import nearest_existing, probe_writable
+
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         raise UserError(f"{folder}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{folder}: cannot write in {existing} (read-only or no permission)")
+    try:
+        probe_writable(existing)
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot write in {existing} ({exc.strerror or exc})") from None
 
 
 def _set_threads(threads: int | None) -> None:

@@ -33,7 +33,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 import typing
 from collections.abc import Mapping, Sequence
@@ -46,7 +45,13 @@ from safetensors.torch import load_file, save_file
 
 from data.directory import Directory
 from data.schema import DataError
-from model.files import fsync_tree, make_temp_dir, sha256_file
+from model.files import (
+    fsync_tree,
+    make_temp_dir,
+    nearest_existing,
+    probe_writable,
+    sha256_file,
+)
 from model.lexical import LexicalError, LexicalModel
 from model.network import ClassifierHeads, TextEncoder, link_or_copy_tree
 from model.rarity import RarityError, WordRarity
@@ -662,15 +667,13 @@ def check_output(path: str | Path, *, overwrite: bool = False) -> Path:
                 )
             elif not overwrite:
                 raise BundleError(f"{target} already exists (--overwrite replaces it)")
-        folder = target.parent
-        while not (folder.exists() or folder.is_symlink()) and folder != folder.parent:
-            folder = folder.parent
+        folder = nearest_existing(target.parent)
         if not folder.is_dir():
             raise BundleError(f"{target}: cannot save the bundle there: {folder} is not a folder")
     except OSError as exc:
         raise BundleError(f"{target}: cannot save the bundle there: {_reason(exc)}") from exc
     try:  # the bundle is first written to a folder made there, then renamed into place
-        os.rmdir(tempfile.mkdtemp(prefix=".aduan-check-", dir=folder))
+        probe_writable(folder)
     except OSError as exc:
         raise BundleError(
             f"{target}: cannot save the bundle there: cannot write in {folder} ({_reason(exc)})"

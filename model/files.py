@@ -86,3 +86,18 @@ def make_temp_dir(prefix: str, parent: Path) -> Path:
     os.umask(mask)
     tmp.chmod(0o777 & ~mask)
     return tmp
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path` if it exists (a dangling link counts), else its nearest ancestor that does:
+    the folder in which `path`, and any missing parents, would be made."""
+    while not (path.exists() or path.is_symlink()) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def probe_writable(folder: Path) -> None:
+    """Raise the OSError that creating something in `folder` would raise (by making and
+    removing a folder there: unlike `os.access`, this sees read-only filesystems and ACLs
+    as the write itself will)."""
+    os.rmdir(tempfile.mkdtemp(prefix=".aduan-check-", dir=folder))

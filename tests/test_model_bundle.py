@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import model.bundle
+import model.files
 from model.bundle import (
     BUNDLE_FILE,
     HEADS_FILE,
@@ -184,7 +185,7 @@ def test_bundle_save_where_it_cannot_write_is_a_bundle_error(
     def denied(*args: Any, **kwargs: Any) -> str:
         raise PermissionError(13, "Permission denied", str(tmp_path / "b.tmp-x"))
 
-    monkeypatch.setattr(model.bundle.tempfile, "mkdtemp", denied)
+    monkeypatch.setattr(model.files.tempfile, "mkdtemp", denied)
     with pytest.raises(BundleError, match=r"/b: cannot save the bundle there: cannot write in "):
         tiny_bundle.save(tmp_path / "b")
     with pytest.raises(BundleError, match=r"\(Permission denied\)"):
