@@ -192,18 +192,15 @@ def dedup_clusters(
     with atomic_output(out) as fh:
         for n, rows in enumerate(groups, start=1):
             # in time order (as instants: "+07:00" and "Z" times compare right), undated last
-            dated = sorted(
-                ((t, records[i]) for i in rows if (t := parse_time(records[i].created_at))),
-                key=lambda tr: (tr[0], tr[1].id),
-            )
-            undated = sorted((records[i] for i in rows if not parse_time(records[i].created_at)),
-                             key=lambda r: r.id)  # fmt: skip
-            members = [r for _, r in dated] + undated
+            when = {i: parse_time(records[i].created_at) for i in rows}
+            dated = sorted((i for i in rows if when[i]), key=lambda i: (when[i], records[i].id))
+            undated = sorted((i for i in rows if not when[i]), key=lambda i: records[i].id)
+            members = [records[i] for i in dated + undated]
             line = {
                 "cluster": n,
                 "size": len(members),
-                "first": dated[0][1].created_at if dated else None,
-                "last": dated[-1][1].created_at if dated else None,
+                "first": records[dated[0]].created_at if dated else None,
+                "last": records[dated[-1]].created_at if dated else None,
                 "members": [
                     {
                         "id": m.id,
