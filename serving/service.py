@@ -236,7 +236,7 @@ class Service:
         started = time.perf_counter()
         try:
             try:
-                target = Path(path).expanduser() if path else self.model_path
+                target = _expanded(path) if path else self.model_path
                 bundle = await asyncio.to_thread(
                     load_bundle,
                     target,
@@ -438,6 +438,14 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _expanded(path: str) -> Path:
+    """A reload path with "~" expanded; a user without a home folder is a BundleError."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # "~nobody/x"
+        raise BundleError(f"{path}: no home folder for that user") from None
+
+
 def _load_error(exc: BaseException) -> str:
     """A reason safe to show: our own errors' messages (they never quote text), else the type."""
     from data.schema import DataError
@@ -445,8 +453,6 @@ def _load_error(exc: BaseException) -> str:
 
     # Paths come from operators and could hold anything: redacted like any shown text.
     if isinstance(exc, (BundleError, ComplaintIndexError, DataError, EncoderError)):
-        return redact(str(exc))
-    if isinstance(exc, RuntimeError) and "home directory" in str(exc):  # "~nobody/x"
         return redact(str(exc))
     if isinstance(exc, FileNotFoundError):
         return redact(f"{exc.filename or 'a file'}: not found")
