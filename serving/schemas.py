@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from data.text import BLANK_CHARACTERS
+from serving.errors import MAX_DETAILS
 from serving.settings import MAX_TOP_K
 
 # Control characters (Unicode Cc) except tab, line feed and carriage return.
@@ -549,7 +550,12 @@ class ErrorDetail(BaseModel):
     code: str = Field(examples=["empty_text"])
     message: str = Field(examples=["text is empty or only whitespace"])
     field: str | None = Field(None, examples=["text"])
-    details: list[dict[str, Any]] | None = None
+    details: list[dict[str, Any]] | None = Field(
+        None, description=f"Every problem found, when more than one (at most {MAX_DETAILS})."
+    )
+    details_omitted: int | None = Field(
+        None, description="How many problems were found beyond those listed in details."
+    )
 
 
 class ErrorResponse(BaseModel):
